@@ -1,0 +1,1 @@
+"""ALFWorld (TextWorld) environment package: game data, parallel workers, action projection."""

@@ -1,0 +1,99 @@
+"""Retrieval server: ``POST /retrieve`` and ``GET /health`` over a BM25 or dense index (SPEC §4).
+
+    python examples/search/retriever/retrieval_server.py --index_path indexes/bm25 [--port 8000]
+
+The wire format lives in ``agent_system.environments.env_package.search.api`` and the search itself in
+``...search.retriever`` (the same code the environment's in-process ``local:`` backend runs). Bad
+requests get a 4xx answer with ``{"error": message}``; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a source checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from agent_system.environments.env_package.search.api import (
+    MAX_BODY_BYTES,
+    MAX_TOPK,
+    ApiError,
+    parse_request,
+    render_result,
+)
+from agent_system.environments.env_package.search.retriever import RETRIEVER_NAMES, Retriever, load_retriever
+
+
+def create_app(retriever: Retriever, default_topk: int) -> FastAPI:
+    """The FastAPI app serving ``retriever``; ``default_topk`` answers requests with ``topk`` null."""
+    app = FastAPI(title="SkillZero retrieval server")
+
+    @app.exception_handler(ApiError)
+    async def reject(request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=error.status, content={"error": str(error)})
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "retriever": retriever.method, "num_docs": retriever.num_docs,
+                "default_topk": default_topk}
+
+    @app.post("/retrieve")
+    async def retrieve(request: Request) -> dict:
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body of {declared} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+        try:
+            payload = json.loads(body)
+        except ValueError as error:
+            raise ApiError(400, f"the body is not valid JSON ({error})") from None
+        parsed = parse_request(payload, default_topk)
+        hits = await run_in_threadpool(retriever.search_batch, parsed.queries, parsed.topk)
+        return render_result(hits, parsed.return_scores)
+
+    return app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index_path", required=True,
+                        help="index folder from index_builder.py (or a bare FAISS file with the flags below)")
+    parser.add_argument("--corpus_path", default=None,
+                        help="JSON-lines corpus; default: the one the index was built from")
+    parser.add_argument("--topk", type=int, default=3, help="passages per query when a request sends topk null")
+    parser.add_argument("--retriever_name", choices=RETRIEVER_NAMES, default=None,
+                        help="bm25 | dense (e5 = dense with e5 prefixes); default: from the index metadata")
+    parser.add_argument("--retriever_model", default=None,
+                        help="dense encoder (hub name or path); default: the model the index was built with")
+    parser.add_argument("--faiss_gpu", action="store_true", help="search the FAISS index on all visible GPUs")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    if not 1 <= args.topk <= MAX_TOPK:
+        parser.error(f"--topk must be from 1 to {MAX_TOPK}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    retriever = load_retriever(
+        args.index_path, corpus_path=args.corpus_path, retriever_name=args.retriever_name,
+        model=args.retriever_model, faiss_gpu=args.faiss_gpu,
+    )
+    print(f"serving {retriever.method} index {retriever.index_path} ({retriever.num_docs} passages) "
+          f"on http://{args.host}:{args.port}/retrieve", flush=True)
+    uvicorn.run(create_app(retriever, args.topk), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

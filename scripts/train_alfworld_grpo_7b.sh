@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# text GRPO baseline (no skills) on alfworld with Qwen2.5-7B-Instruct; reference hyperparameters in scripts/launch.sh.
+# MODEL_PATH overrides the model (a local folder or a hub id); extra arguments are Hydra overrides.
+exec bash "$(dirname "$0")/launch.sh" alfworld grpo "${MODEL_PATH:-Qwen/Qwen2.5-7B-Instruct}" "$@"
