@@ -34,7 +34,7 @@ from agent_system.environments.env_package.search.answers import normalize_answe
 from agent_system.environments.env_package.search.corpus import CorpusError
 from agent_system.environments.env_package.search.dataset import QARecord, default_qa_dir, read_qa_dir
 from agent_system.environments.env_package.search.index import META_FILE, IndexMeta, build_bm25_index, build_dense_index
-from agent_system.environments.env_package.search.paths import shared_data_dir
+from verl.utils.fs import shared_data_dir
 from agent_system.environments.env_package.search.server_process import RetrievalServer
 
 RECALL_K = 3

@@ -14,15 +14,14 @@ then reproduces the trained actor's logits.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from verl.utils.fs import atomic_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -50,19 +49,11 @@ def load_merged_model(local_dir: Path) -> torch.nn.Module:
 def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype) -> None:
     model = load_merged_model(local_dir).to(dtype)
     hf_dir = local_dir / "huggingface"
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
-    try:
+    with atomic_dir(target_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         AutoTokenizer.from_pretrained(hf_dir).save_pretrained(tmp)
         if (hf_dir / "generation_config.json").exists():
             GenerationConfig.from_pretrained(hf_dir).save_pretrained(tmp)
-        if target_dir.exists():
-            shutil.rmtree(target_dir)
-        os.replace(tmp, target_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"merged {local_dir} -> {target_dir}")
 
 

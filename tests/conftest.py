@@ -7,6 +7,11 @@ Everything is built locally and offline; the shared test data is found through S
 from __future__ import annotations
 
 import os
+
+# Before anything imports huggingface_hub: tests never reach the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +21,13 @@ import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+# Fixtures shared across test folders (pytest finds fixtures imported into a conftest).
+from tests.agent_system.environments.alfworld_fixtures import alfworld_root, valid_seen_games  # noqa: E402,F401
+from tests.examples.retrieval_fixtures import bm25_index, dense_index  # noqa: E402,F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "verl" / "trainer" / "config"
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
 def gpu_available() -> bool:

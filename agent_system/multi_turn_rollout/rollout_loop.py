@@ -15,7 +15,6 @@ anchor observation (GiGPO), ``is_action_valid``, whether the episode was won, an
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from agent_system.environments.base import EnvironmentManagerBase
 from verl.protocol import DataProto
+from verl.utils.fs import write_text_atomic
 
 GenerateFn = Callable[[DataProto], DataProto]
 
@@ -207,10 +207,4 @@ class TrajectoryCollector:
         return DataProto.concat(parts)
 
     def _write_log(self, name: str, rows: list[dict]) -> None:
-        self.prompt_log_dir.mkdir(parents=True, exist_ok=True)
-        path = self.prompt_log_dir / f"{name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(self.prompt_log_dir / f"{name}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))

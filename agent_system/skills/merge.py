@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent_system.skills.atomic import write_text_atomic
+from verl.utils.fs import write_text_atomic
 from agent_system.skills.context import merged_text
 from agent_system.skills.library import SkillLibrary, SkillValidationError, load_skill_library
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from agent_system.skills.atomic import write_bytes_atomic, write_text_atomic
+from verl.utils.fs import write_bytes_atomic, write_text_atomic
 
 WITH = "val/curriculum/with_skill/"
 WITHOUT = "val/curriculum/without_skill/"

@@ -18,11 +18,12 @@ pyarrow and pandas read back as an empty list of (key, value) pairs: ``dict(row[
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from verl.utils.fs import atomic_path
 
 SPLITS = (("train", "train_data_size"), ("test", "val_data_size"))
 
@@ -56,14 +57,8 @@ def task_slots(env: str, split: str, size: int, visual: bool) -> pa.Table:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_system.environments.env_package.search.paths import shared_data_dir
+from verl.utils.fs import shared_data_dir
 from agent_system.environments.env_package.search.index import META_FILE, build_bm25_index, build_dense_index
 from agent_system.environments.env_package.search.server_process import RetrievalServer
 

@@ -12,8 +12,8 @@ import pytest
 from agent_system.environments.env_package.search.corpus import Corpus, CorpusError, iter_corpus, line_offsets
 from agent_system.environments.env_package.search.index import META_FILE, IndexMeta, build_bm25_index
 from agent_system.environments.env_package.search.retriever import load_retriever
-from agent_system.environments.env_package.search.paths import REPO_ROOT
-from tests.examples.retrieval_fixtures import bm25_index, corpus_slice, dense_index  # noqa: F401
+from verl.utils.fs import REPO_ROOT
+from tests.examples.retrieval_fixtures import corpus_slice
 
 BUILDER = REPO_ROOT / "examples" / "search" / "retriever" / "index_builder.py"
 GOOD = [{"id": "d1", "contents": '"Alpha"\nAlpha is a letter.'}, {"id": "d2", "contents": '"Beta"\nBeta follows alpha.'}]

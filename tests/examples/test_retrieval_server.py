@@ -10,7 +10,7 @@ import pytest
 
 from agent_system.environments.env_package.search.client import RetrievalError
 from agent_system.environments.search_manager import make_manager
-from tests.examples.retrieval_fixtures import bm25_index, dense_index, running_server, slice_documents  # noqa: F401
+from tests.examples.retrieval_fixtures import running_server, slice_documents
 
 QUERIES = ["Gary Groth editor of a comics magazine", "Fantagraphics Books co-founder", "tennis player born in 1960"]
 

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def command(model: str, out: Path) -> list[str]:
     return ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), f"actor_rollout_ref.model.path={model}",
             "env.curriculum_learning.enable=True", "env.curriculum_learning.max_set_schedule=[3,1,0]",
             "trainer.total_training_steps=6", "trainer.test_freq=1", "trainer.save_freq=1",
-            f"trainer.default_local_dir={out}", "data.max_response_length=24", "env.max_steps=3"]
+            f"trainer.default_local_dir={out}", "data.max_response_length=24", "env.max_steps=3",
+            "trainer.test_after_train=True"]
 
 
 def metrics_lines(out: Path) -> list[dict]:
@@ -61,7 +63,12 @@ def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, tmp_
 
     metrics = metrics_lines(out)
     validations = {m["step"]: m for m in metrics if "val/curriculum/max_set" in m}
-    assert sorted(validations) == [0, 1, 2, 3, 4, 5, 6] and [m["step"] for m in metrics] == list(range(7))
+    assert sorted(validations) == [0, 1, 2, 3, 4, 5, 6] and [m["step"] for m in metrics] == [*range(7), 6]
+    final_test = metrics[-1]  # trainer.test_after_train: all skills merged vs none, same games
+    assert {"test/full_skill/success_rate", "test/no_skill/success_rate"} <= set(final_test)
+    train = [m for m in metrics if "episode/success_rate" in m]
+    assert len(train) == 6 and all(any(k.startswith("episode/pick_") or k.startswith("episode/look_at")
+                                       for k in m) for m in train)  # per-task-type success keys
     budgets = {g: m["val/curriculum/max_set"] for g, m in validations.items()}
     assert budgets == {0: 3, 1: 3, 2: 3, 3: 1, 4: 1, 5: 0, 6: 0}
     for g, m in validations.items():
@@ -87,3 +94,9 @@ def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, tmp_
     assert first_obs(with_skill) == first_obs(without) and first_obs(with_skill)
     assert any(texts["general_skills"] in r["prompt"] for r in with_skill)
     assert not any(texts["general_skills"] in r["prompt"] for r in without)
+
+    # the report renders from this real run
+    report = subprocess.run([sys.executable, "-m", "agent_system.skills.report", str(out / "metrics.jsonl"),
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert report.returncode == 0, report.stderr
+    assert list((tmp_path / "report").glob("*.png")) and (tmp_path / "report" / "summary.md").exists()

@@ -22,15 +22,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from verl.utils.fs import write_text_atomic
+
 LATEST = "latest_checkpointed_iteration.txt"
 STATE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^global_step_(\d+)$")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class CheckpointManager:

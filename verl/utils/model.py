@@ -36,10 +36,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-logger = logging.getLogger(__name__)
+from verl.utils.fs import cache_dir
 
-CACHE_ENV = "SKILLZERO_CACHE"
-"""Environment variable overriding the cache folder (default ``~/.cache/skillzero``)."""
+logger = logging.getLogger(__name__)
 
 MODEL_PATH_KEY = "actor_rollout_ref.model.path"
 
@@ -76,12 +75,6 @@ EMBEDDED_MODELS: tuple[EmbeddedModel, ...] = (
 _SHORT_NAMES: dict[str, EmbeddedModel] = {
     alias.lower(): model for model in EMBEDDED_MODELS for alias in (model.name, *model.aliases)
 }
-
-
-def cache_dir() -> Path:
-    """The SkillZero cache folder: ``$SKILLZERO_CACHE`` or ``~/.cache/skillzero`` (not created here)."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "skillzero"
 
 
 def resolve_model_path(name_or_path: str, config_key: str = MODEL_PATH_KEY) -> str:

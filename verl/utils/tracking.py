@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from verl.utils.fs import write_text_atomic
+
 BACKENDS = ("console", "file", "tensorboard", "wandb")
 
 
@@ -31,9 +33,7 @@ class FileLogger:
         if path.exists():  # keep only the history up to the checkpoint we resume from
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         with open(self.path, "a") as f:

@@ -32,16 +32,20 @@ def effective_response_mask(data: DataProto) -> torch.Tensor:
     return mask
 
 
+def trim_left_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Model inputs without the columns that are padding in every row (prompts are left-padded to
+    ``data.max_prompt_length``): the same result for a fraction of the compute and memory."""
+    mask = batch["attention_mask"]
+    first = int(mask.any(0).int().argmax()) if mask.any() else 0
+    return {k: batch[k][:, first:].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+
+
 def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Logits (B, T, V) predicting each response token (the position before it)."""
-    out = module(
-        input_ids=batch["input_ids"].to(device),
-        attention_mask=batch["attention_mask"].to(device),
-        position_ids=batch["position_ids"].to(device),
-        use_cache=False,
-    )
+    """Logits (B, T, V) predicting each response token (the position before it). Only those T
+    positions are projected onto the vocabulary (``logits_to_keep``), not the whole prompt."""
     t = batch["responses"].shape[1]
-    return out.logits[:, -t - 1 : -1, :]
+    out = module(**trim_left_padding(batch, device), use_cache=False, logits_to_keep=t + 1)
+    return out.logits[:, :-1, :]
 
 
 def layout_mini_batches(batch: DataProto, world_size: int, mini_batch_samples: int) -> list[DataProto]:

@@ -14,12 +14,15 @@ import torch
 
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.workers.actor import LossNorm, effective_response_mask, response_logits, split_mini_batches
+from verl.workers.actor import LossNorm, effective_response_mask, split_mini_batches, trim_left_padding
 from verl.workers.fsdp_utils import optimizer_step
 
 
 def response_values(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    return response_logits(module, batch, device).squeeze(-1).float()
+    """Values (B, T) read at the positions that predict the response tokens."""
+    t = batch["responses"].shape[1]
+    out = module(**trim_left_padding(batch, device), use_cache=False)
+    return out.logits[:, -t - 1 : -1, 0].float()
 
 
 class DataParallelPPOCritic:

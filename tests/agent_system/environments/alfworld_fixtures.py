@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from omegaconf import DictConfig, OmegaConf
 from ray.exceptions import RayActorError
 

@@ -18,7 +18,7 @@ from agent_system.environments.env_package.alfworld.games import (
     task_type_of,
     unpack_shared_data,
 )
-from tests.agent_system.environments.alfworld_fixtures import alfworld_root, copy_game, valid_seen_games  # noqa: F401
+from tests.agent_system.environments.alfworld_fixtures import copy_game
 
 
 def _tarball_of(tmp_path: Path, game_path: str) -> Path:

@@ -11,13 +11,7 @@ from agent_system.environments.alfworld_manager import AlfworldEnvironmentManage
 from agent_system.environments.env_package.alfworld import check_data
 from agent_system.environments.env_package.alfworld.envs import WORKER_FAILED_OBSERVATION
 from benchmarks import env_alfworld as benchmark
-from tests.agent_system.environments.alfworld_fixtures import (  # noqa: F401
-    alfworld_root,
-    copy_game,
-    env_config,
-    kill_worker,
-    valid_seen_games,
-)
+from tests.agent_system.environments.alfworld_fixtures import copy_game, env_config, kill_worker
 
 SKILLS = "### GENERAL SKILLS ###\n- Search receptacles one by one.\n"
 

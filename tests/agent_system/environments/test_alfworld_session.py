@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent_system.environments.env_package.alfworld.session import WIN_REWARD, GameSession
-from tests.agent_system.environments.alfworld_fixtures import alfworld_root, copy_game, valid_seen_games  # noqa: F401
+from tests.agent_system.environments.alfworld_fixtures import copy_game
 
 
 def _walkthrough(path) -> list[str]:

@@ -9,7 +9,6 @@ from agent_system.environments import make_env_manager
 from agent_system.environments.env_package.search.envs import INVALID_ACTION_FEEDBACK
 from agent_system.environments.prompts.search import SEARCH_LAST_TURN_NOTE
 from agent_system.environments.search_manager import make_manager
-from tests.examples.retrieval_fixtures import bm25_index  # noqa: F401
 
 TASK = {"question": "Which magazine is Gary Groth the editor of?", "ground_truth": ["The Comics Journal"],
         "data_source": "hotpotqa", "skill_type": "multi_hop_reasoning", "seed": 7}

@@ -77,3 +77,27 @@ def test_cli_run_writes_metrics_checkpoints_and_resumes(tiny_model_dir, echo_slo
                 "response_length/mean", "rollout/context_tokens_per_step", "actor/pg_loss"):
         assert key in metrics[-1], key
     assert sorted(p.name for p in tmp_path.glob("global_step_*")) == ["global_step_1", "global_step_2", "global_step_3"]
+
+
+def test_gae_critic_with_kl_loss_and_kl_in_reward(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
+    """The critic and reference roles: GAE advantages, a value update, KL loss and KL in the reward."""
+    run_ppo(trainer_config(echo_overrides(
+        tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gae", algorithm__gamma=0.99,
+        algorithm__lam=0.95, actor_rollout_ref__actor__use_kl_loss=True, algorithm__use_kl_in_reward=True,
+        algorithm__kl_ctrl__type="adaptive", trainer__save_freq=2, trainer__total_training_steps=2,
+        trainer__critic_warmup=1, env__max_steps=2)))
+    first, second = read_metrics(tmp_path)
+    assert "critic/vf_loss" in first and "actor/pg_loss" not in first  # critic warm-up: no actor update yet
+    assert "actor/kl_loss" in second and "critic/values/mean" in second
+    assert second["actor/reward_kl_penalty_coeff"] != first["actor/reward_kl_penalty_coeff"]  # adaptive
+    assert (tmp_path / "global_step_2" / "critic" / "dcp" / ".metadata").exists()
+
+
+def test_gigpo_with_dynamic_sampling(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
+    run_ppo(trainer_config(echo_overrides(
+        tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gigpo", env__max_steps=2,
+        algorithm__gigpo__mode="mean_std_norm", algorithm__filter_groups__enable=True,
+        algorithm__filter_groups__max_num_gen_batches=3, trainer__total_training_steps=1)))
+    (m,) = read_metrics(tmp_path)
+    assert 1 <= m["filter_groups/num_gen_batches"] <= 3 and m["filter_groups/kept_groups"] >= 1
+    assert m["critic/advantages/max"] > 0 > m["critic/advantages/min"]

@@ -57,7 +57,7 @@ def test_local_folder_returned_as_is(monkeypatch, tmp_path):
     assert resolve_model_path("~/my-model") == str(folder)
 
 
-@pytest.mark.parametrize("value", ["Qwen/Qwen2.5-3B-Instruct-typo", "smollm2", "/no/such/folder", ""])
+@pytest.mark.parametrize("value", ["smollm2", "/no/such/folder", "", "not/a/hub/id"])
 def test_unknown_value_names_key_value_and_fix(value):
     with pytest.raises(ValueError) as error:
         resolve_model_path(value)
@@ -214,11 +214,9 @@ def test_build_dir_atomically_replaces_an_outdated_folder(tmp_path):
 
 
 def test_hub_id_offline_and_not_cached_names_the_key_and_the_fix(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     import huggingface_hub.constants as hub_constants
 
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    assert hub_constants.HF_HUB_OFFLINE  # set by tests/conftest.py: never reach the hub
     with pytest.raises(ValueError) as err:
         resolve_model_path("Qwen/Qwen2.5-3B-Instruct")
     message = str(err.value)

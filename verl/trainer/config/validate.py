@@ -64,7 +64,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     for key in POSITIVE_INTS:
         if _get(cfg, key) < 1:
             bad(key, "must be >= 1")
-    arr, data, trainer, env = cfg.actor_rollout_ref, cfg.data, cfg.trainer, cfg.env
+    arr, trainer, env = cfg.actor_rollout_ref, cfg.trainer, cfg.env
     if arr.actor.optim.lr <= 0:
         bad("actor_rollout_ref.actor.optim.lr", "must be > 0")
     if not 0 <= arr.actor.optim.lr_warmup_steps_ratio <= 1:

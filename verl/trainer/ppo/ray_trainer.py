@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
-from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_category, success_by_tag
+from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_tag
 from agent_system.multi_turn_rollout.rollout_loop import RolloutResult, TrajectoryCollector
 from agent_system.reward_manager.episode import EpisodeRewardManager
 from verl.protocol import DataProto
@@ -57,7 +57,7 @@ class RayPPOTrainer:
         self.val_tasks = val_tasks
         self.test_tasks = test_tasks
         self.total_training_steps = total_training_steps
-        self.skills = skills  # verl.trainer.ppo.skill_schedule.SkillSchedule or None
+        self.skills = skills  # skill_schedule.StaticSkills | CurriculumSkills | None (no skills)
         self.make_test_envs = make_test_envs
         self.global_step = 0
         self.group_n = cfg.env.rollout.n

@@ -32,6 +32,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from agent_system.environments.categories import ALFWORLD_TASK_TYPES
+from verl.utils.fs import cache_dir, shared_data_dir, write_text_atomic
 
 GAME_FILE = "game.tw-pddl"
 DATA_VERSION = "json_2.1.1"
@@ -44,7 +45,6 @@ FOLDER_TASK_TYPES = {
     **{name: name for name in ALFWORLD_TASK_TYPES if name != "pick_and_place"},
 }
 
-_REPO_ROOT = Path(__file__).resolve().parents[4]
 _TARBALL = Path("alfworld") / f"{DATA_VERSION}.tar.xz"
 _UNPACKED_MARKER = ".unpacked"
 
@@ -62,16 +62,6 @@ class GameSpec:
 
     path: str
     task_type: str
-
-
-def shared_data_dir() -> Path:
-    """The read-only shared data folder: ``$SKILLZERO_SHARED_DATA`` or ``<repo root>/../shared/data``."""
-    return Path(os.environ.get("SKILLZERO_SHARED_DATA", _REPO_ROOT.parent / "shared" / "data"))
-
-
-def cache_dir() -> Path:
-    """SkillZero's cache folder: ``$SKILLZERO_CACHE`` or ``~/.cache/skillzero``."""
-    return Path(os.environ.get("SKILLZERO_CACHE", Path.home() / ".cache" / "skillzero"))
 
 
 def unpack_shared_data(tarball: Path | None = None, target: Path | None = None) -> Path:
@@ -105,7 +95,7 @@ def unpack_shared_data(tarball: Path | None = None, target: Path | None = None) 
             if not unpacked.is_dir():
                 raise ValueError(f"{tarball} holds no top-level {DATA_VERSION}/ folder; is it the ALFWorld tarball?")
             os.replace(unpacked, final)
-        _write_text_atomic(marker, f"{tarball}\n")
+        write_text_atomic(marker, f"{tarball}\n")
     return target
 
 
@@ -177,10 +167,6 @@ def _is_solvable(game_path: Path) -> bool:
     return bool(load_game_json(game_path).get("solvable", False))
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,9 +9,7 @@ included, so task skills are injected during training too (reference defect (d))
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import pandas as pd
 
 from agent_system.environments.env_package.search.answers import gold_answer_list
 from agent_system.environments.env_package.search.classifier import classify_question
-from agent_system.environments.env_package.search.paths import shared_data_dir
+from verl.utils.fs import atomic_path, shared_data_dir
 
 ABILITY = "fact-reasoning"
 
@@ -148,13 +146,6 @@ def cap_per_skill_type(frame: pd.DataFrame, max_per_type: int, seed: int) -> pd.
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        frame.to_parquet(scratch, index=False)
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
+    """Write ``frame`` so that readers see the old file or the complete new one."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

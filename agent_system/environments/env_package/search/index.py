@@ -8,12 +8,10 @@ The folder is written next to its final place and renamed into it, so readers ne
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 from agent_system.environments.env_package.search.corpus import iter_corpus
 from agent_system.environments.env_package.search.encoder import DEFAULT_DENSE_MODEL, DenseEncoder
+from verl.utils.fs import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -77,28 +76,6 @@ def find_index_folder(index_path: str | os.PathLike) -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a scratch folder that replaces ``target`` in one rename once the block succeeds."""
-    target = target.resolve()
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"--save_dir {target} is a file; pass a folder path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    try:
-        yield scratch
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    retired = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(scratch, target)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
 def _chunks(corpus_path: Path) -> Iterator[list[str]]:
     chunk: list[str] = []
     for document in iter_corpus(corpus_path):
@@ -141,7 +118,7 @@ def build_bm25_index(corpus_path: str | os.PathLike, save_dir: str | os.PathLike
     model = bm25s.BM25()
     model.index(Tokenized(ids=token_ids, vocab=tokenizer.get_vocab_dict()), show_progress=False)
     meta = IndexMeta(method="bm25", num_docs=len(token_ids), corpus_path=str(corpus_path))
-    with atomic_folder(Path(save_dir)) as scratch:
+    with atomic_dir(Path(save_dir)) as scratch:
         model.save(scratch / BM25_SUBDIR, show_progress=False)
         tokenizer.save_vocab(scratch / BM25_SUBDIR)
         tokenizer.save_stopwords(scratch / BM25_SUBDIR)
@@ -176,7 +153,7 @@ def build_dense_index(corpus_path: str | os.PathLike, save_dir: str | os.PathLik
         model=_portable_model_name(model), query_prefix=encoder.prefixes.query,
         passage_prefix=encoder.prefixes.passage, faiss_type=faiss_type, dim=encoder.dim,
     )
-    with atomic_folder(Path(save_dir)) as scratch:
+    with atomic_dir(Path(save_dir)) as scratch:
         faiss.write_index(index, str(scratch / DENSE_FILE))
         meta.save(scratch)
     return meta

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from agent_system.environments.env_package.search.paths import REPO_ROOT
+from verl.utils.fs import REPO_ROOT
 
 SERVER_SCRIPT = REPO_ROOT / "examples" / "search" / "retriever" / "retrieval_server.py"
 

@@ -1,0 +1,83 @@
+"""Training-step throughput of the real trainer (Ray, FSDP2, hf rollout) for 1 and 2 ranks.
+
+    python benchmarks/trainer_step.py [--model DIR] [--ranks 1 2] [--steps 4] [--group 4] [--batch 4]
+
+Runs the echo environment (no env cost, so the numbers are the trainer's own: generation, log-probs,
+update, weight sync) for ``--steps`` steps per world size and prints one JSON object: per world size
+the mean seconds per step and per phase (first step excluded as warm-up), tokens per second, samples
+per step and the peak resident memory of the driver. Without ``--model`` a tiny random Qwen2 is built
+in the cache (the default SmolLM2 works too: ``--model smollm2-135m-instruct``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import ray
+from hydra import compose, initialize_config_dir
+
+from verl.trainer.config.schema import register_schema
+from verl.trainer.main_ppo import run_ppo
+from verl.utils.fs import REPO_ROOT, cache_dir
+from verl.utils.tiny_model import build_tiny_model
+
+PHASES = ("gen", "old_log_prob", "update_actor", "step")
+
+
+def echo_slots(out: Path) -> Path:
+    subprocess.run([sys.executable, str(REPO_ROOT / "examples/data_preprocess/prepare.py"), "--mode", "text",
+                    "--env", "echo", "--train_data_size", "256", "--val_data_size", "4", "--local_dir", str(out)],
+                   check=True, capture_output=True)
+    return out / "text"
+
+
+def run(model: str, ranks: int, steps: int, group: int, batch: int, work: Path) -> dict:
+    slots = echo_slots(work / "slots")
+    out = work / f"ranks{ranks}"
+    overrides = [
+        "env.env_name=echo", f"actor_rollout_ref.model.path={model}", f"trainer.n_gpus_per_node={ranks}",
+        f"data.train_files={slots / 'train.parquet'}", f"data.val_files={slots / 'test.parquet'}",
+        f"data.train_batch_size={batch}", f"env.rollout.n={group}", "env.max_steps=2",
+        "data.max_prompt_length=128", "data.max_response_length=32", f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
+        f"trainer.total_training_steps={steps}", "trainer.test_freq=-1", "trainer.save_freq=-1",
+        "trainer.val_before_train=False", "trainer.logger=[file]", f"trainer.default_local_dir={out}",
+    ]
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "verl/trainer/config"), version_base=None):
+        run_ppo(compose(config_name="ppo_trainer", overrides=overrides))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # drop warm-up
+    return {
+        "seconds_per_step": {p: round(statistics.mean(r[f"timing_s/{p}"] for r in rows), 3) for p in PHASES},
+        "tokens_per_second": round(statistics.mean(r["perf/total_num_tokens"] / r["timing_s/step"] for r in rows), 1),
+        "samples_per_step": statistics.mean(r["rollout/num_samples"] for r in rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    register_schema()
+    model = args.model or str(build_tiny_model(cache_dir() / "models" / "tiny-qwen2-bench"))
+    ray.init(include_dashboard=False, log_to_driver=False)
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        for ranks in args.ranks:
+            results[str(ranks)] = run(model, ranks, args.steps, args.group, args.batch, Path(work))
+    print(json.dumps({"model": model, "steps": args.steps, "group": args.group, "batch": args.batch,
+                      "by_world_size": results,
+                      "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+if __name__ == "__main__":
+    main()
