@@ -17,12 +17,7 @@ import json
 import os
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script from a source checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray
 from omegaconf import OmegaConf

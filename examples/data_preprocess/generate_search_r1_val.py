@@ -13,9 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from a source checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import pandas as pd
 
 from agent_system.environments.env_package.search.classifier import classify_question

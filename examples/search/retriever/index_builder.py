@@ -15,9 +15,6 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script from a source checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
 from agent_system.environments.env_package.search.encoder import DEFAULT_DENSE_MODEL
 from agent_system.environments.env_package.search.index import build_bm25_index, build_dense_index
 
