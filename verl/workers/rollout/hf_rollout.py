@@ -25,7 +25,7 @@ class HFRollout(RolloutEngine):
         self.rank = rank
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict, strict=False)
+        self.model.load_state_dict(state_dict)
 
     def _sampling_kwargs(self, meta: dict) -> dict:
         if not meta.get("do_sample", True) or meta.get("temperature", 1.0) == 0:
