@@ -126,3 +126,15 @@ def pad_2d_list_to_length(rows: list[list[int]], pad: int, length: int | None = 
             start = width - len(row) if left_pad else 0
             out[i, start:start + len(row)] = torch.tensor(row, dtype=torch.long)
     return out
+
+
+def trim_left_padding(batch: dict[str, torch.Tensor], device: torch.device,
+                      keys: tuple[str, ...] = ("input_ids", "attention_mask", "position_ids")) -> dict[str, torch.Tensor]:
+    """``batch[keys]`` without the leading columns that are padding in every row, moved to ``device``.
+
+    Prompts are left-padded to ``data.max_prompt_length``; dropping the all-padding columns gives the
+    same model outputs for a fraction of the compute and memory.
+    """
+    mask = batch["attention_mask"]
+    first = int(mask.any(0).int().argmax()) if mask.any() else 0
+    return {k: batch[k][:, first:].to(device) for k in keys}

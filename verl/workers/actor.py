@@ -19,7 +19,7 @@ import torch
 
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
+from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, trim_left_padding
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
 
 
@@ -30,14 +30,6 @@ def effective_response_mask(data: DataProto) -> torch.Tensor:
         keep = torch.from_numpy(~data.non_tensor_batch["is_pad"].astype(bool)).to(mask.device)
         mask = mask * keep[:, None].float()
     return mask
-
-
-def trim_left_padding(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Model inputs without the columns that are padding in every row (prompts are left-padded to
-    ``data.max_prompt_length``): the same result for a fraction of the compute and memory."""
-    mask = batch["attention_mask"]
-    first = int(mask.any(0).int().argmax()) if mask.any() else 0
-    return {k: batch[k][:, first:].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
 
 
 def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:

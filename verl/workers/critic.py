@@ -14,7 +14,8 @@ import torch
 
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.workers.actor import LossNorm, effective_response_mask, split_mini_batches, trim_left_padding
+from verl.utils.torch_functional import trim_left_padding
+from verl.workers.actor import LossNorm, effective_response_mask, split_mini_batches
 from verl.workers.fsdp_utils import optimizer_step
 
 

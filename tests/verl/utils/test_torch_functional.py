@@ -123,3 +123,11 @@ def test_pad_2d_list_to_length():
     assert padded.dtype == torch.long and padded.tolist() == [[1, 2, 9, 9], [9, 9, 9, 9]]
     with pytest.raises(ValueError, match="length=1"):
         F.pad_2d_list_to_length([[1, 2]], pad=0, length=1)
+
+
+def test_trim_left_padding_drops_only_all_padding_columns():
+    batch = {"input_ids": torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9]]),
+             "attention_mask": torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])}
+    out = F.trim_left_padding(batch, torch.device("cpu"), keys=("input_ids", "attention_mask"))
+    assert out["input_ids"].tolist() == [[0, 5, 6], [7, 8, 9]]
+    assert out["attention_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from verl.protocol import DataProto
+from verl.utils.torch_functional import trim_left_padding
 from verl.workers.rollout.base import RolloutEngine
 
 
@@ -42,10 +43,8 @@ class HFRollout(RolloutEngine):
         kwargs = self._sampling_kwargs(meta)
         outs = []
         for micro in prompts.split(self.micro_batch_size):
-            ids, attn = micro.batch["input_ids"], micro.batch["attention_mask"]
-            # Drop columns that are padding in every row: same result, much less compute.
-            first = int(attn.any(0).int().argmax()) if attn.any() else ids.shape[1] - 1
-            ids, attn = ids[:, first:].to(self.device), attn[:, first:].to(self.device)
+            inputs = trim_left_padding(micro.batch, self.device, keys=("input_ids", "attention_mask"))
+            ids, attn = inputs["input_ids"], inputs["attention_mask"]
             seq = self.model.generate(
                 input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length,
                 eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id, use_cache=True, **kwargs,
