@@ -19,12 +19,12 @@ import random
 import statistics
 import time
 
-import ray
 from omegaconf import OmegaConf
 
 from agent_system.environments.alfworld_manager import AlfworldEnvironmentManager, build_manager
 from agent_system.environments.env_package.alfworld.check_data import walkthrough_of
 from agent_system.environments.env_package.alfworld.games import data_root, list_games
+from verl.utils.ray_utils import init_ray
 
 
 class Player:
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     env_cfg = OmegaConf.create(
         {"max_steps": args.max_steps, "history_length": 2, "resources_per_worker": {"num_cpus": 0.1}}
     )
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    init_ray(log_to_driver=False)
     result: dict = {"split": args.split, "policy": args.policy, "cpus": os.cpu_count(), "env_steps_per_s": {}}
     for num_envs in args.num_envs:
         manager = build_manager(env_cfg, games, num_envs)

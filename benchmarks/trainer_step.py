@@ -20,12 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ray
 from hydra import compose, initialize_config_dir
 
 from verl.trainer.config.schema import register_schema
 from verl.trainer.main_ppo import run_ppo
 from verl.utils.fs import REPO_ROOT, cache_dir
+from verl.utils.ray_utils import init_ray
 from verl.utils.tiny_model import build_tiny_model
 
 PHASES = ("gen", "old_log_prob", "update_actor", "step")
@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     register_schema()
     model = args.model or str(build_tiny_model(cache_dir() / "models" / "tiny-qwen2-bench"))
-    ray.init(include_dashboard=False, log_to_driver=False)
+    init_ray(log_to_driver=False)
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for ranks in args.ranks:

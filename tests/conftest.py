@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.pop("RAY_ADDRESS", None)  # tests start their own clusters (a test that joins one sets it itself)
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,9 @@ def tiny_model_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the whole session (started on first use, stopped at exit)."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    from verl.utils.ray_utils import init_ray
+
+    init_ray(num_cpus=8, log_to_driver=False)
     yield
 
 

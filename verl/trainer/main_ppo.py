@@ -10,7 +10,6 @@ import os
 import sys
 
 import hydra
-import ray
 from omegaconf import DictConfig, OmegaConf
 
 from agent_system.environments import make_env_manager
@@ -21,6 +20,7 @@ from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.model import load_tokenizer, resolve_model_path
+from verl.utils.ray_utils import cluster_address, init_ray
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
@@ -52,9 +52,9 @@ class Run:
         skills = build_skill_schedule(cfg, steps)  # checks the curriculum schedule before anything starts
 
         world_size = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node
-        if not ray.is_initialized():
-            ray.init(num_cpus=cfg.ray_init.num_cpus or ray_cpus_needed(cfg, world_size), include_dashboard=False,
-                     runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+        joining = cluster_address(cfg.ray_init.address) is not None
+        init_ray(cfg.ray_init.address,
+                 num_cpus=cfg.ray_init.num_cpus if joining else cfg.ray_init.num_cpus or ray_cpus_needed(cfg, world_size))
         self.envs = Envs(
             train=make_env_manager(cfg.env, "train", cfg.data.train_batch_size * cfg.env.rollout.n),
             val=make_env_manager(cfg.env, "val", min(cfg.data.val_batch_size, len(val_tasks))),

@@ -256,7 +256,8 @@ class OCRConfig:
 
 @dataclass
 class RayInitConfig:
-    num_cpus: Optional[int] = MISSING
+    address: Optional[str] = MISSING  # join this running cluster (also $RAY_ADDRESS); null = start a local one
+    num_cpus: Optional[int] = MISSING  # CPUs of the local cluster; null = what the run needs (at least all cores)
 
 
 @dataclass

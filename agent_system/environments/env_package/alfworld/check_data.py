@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any, Sequence
 
-import ray
 from omegaconf import OmegaConf
 
 from agent_system.environments.alfworld_manager import build_manager
@@ -29,6 +27,7 @@ from agent_system.environments.env_package.alfworld.games import (
     list_games,
     load_game_json,
 )
+from verl.utils.ray_utils import init_ray
 
 REPLAY_THOUGHT = "Replaying the expert walkthrough."
 
@@ -108,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     games = evenly_spaced(list_games(data_root(args.data_path), args.split), args.limit)
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    init_ray(log_to_driver=False)
     started = time.perf_counter()
     summary = {"split": args.split, **replay(games, env_cfg, args.num_envs)}
     summary["seconds"] = round(time.perf_counter() - started, 1)
