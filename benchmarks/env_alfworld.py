@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     games = list_games(data_root(args.data_path), args.split)
     env_cfg = OmegaConf.create(
-        {"max_steps": args.max_steps, "history_length": 2, "resources_per_worker": {"num_cpus": 0.1}}
+        {"max_steps": args.max_steps, "history_length": 2, "resources_per_worker": {"num_cpus": 0.1},
+         "step_timeout_s": 120.0}
     )
     init_ray(log_to_driver=False)
     result: dict = {"split": args.split, "policy": args.policy, "cpus": os.cpu_count(), "env_steps_per_s": {}}

@@ -24,6 +24,12 @@ def env_family(env_name: str) -> str:
     return family
 
 
+def ray_actors_per_env(env_name: str) -> int:
+    """Ray actors each env of this family runs (its manager module's ``RAY_ACTORS_PER_ENV``; 0 when its envs
+    live in the trainer process, as Search-QA's HTTP clients and the echo game do)."""
+    return getattr(importlib.import_module(_MANAGERS[env_family(env_name)]), "RAY_ACTORS_PER_ENV", 0)
+
+
 def make_env_manager(env_cfg: Any, split: str, num_envs: int) -> EnvironmentManagerBase:
     """Build the manager for ``split`` ('train' | 'val' | 'test') with ``num_envs`` parallel episodes."""
     module = importlib.import_module(_MANAGERS[env_family(env_cfg.env_name)])

@@ -24,6 +24,7 @@ from agent_system.environments.prompts.alfworld import (
 )
 
 TASK_MARKER = "Your task is to: "
+RAY_ACTORS_PER_ENV = 1  # one GameSession actor per env (env_package/alfworld/envs.py)
 
 Projection = Callable[[list[str]], tuple[list[str], list[bool]]]
 
@@ -155,5 +156,6 @@ def build_manager(env_cfg: Any, games: Sequence[GameSpec], num_envs: int) -> Alf
         num_envs=num_envs,
         max_steps=int(env_cfg.max_steps),
         num_cpus_per_worker=float(env_cfg.resources_per_worker.num_cpus),
+        step_timeout_s=float(env_cfg.step_timeout_s),
     )
     return AlfworldEnvironmentManager(envs, games, history_length=int(env_cfg.history_length))

@@ -1,6 +1,6 @@
-"""Ray-side distribution code: worker groups (one Ray actor per rank) on a placement group."""
+"""Ray-side distribution code: rank processes on one placement group, every role colocated on each rank."""
 
-from verl.single_controller.ray_worker_group import RayWorkerGroup
+from verl.single_controller.ray_worker_group import RankPool, RayWorkerGroup
 from verl.single_controller.worker import Worker
 
-__all__ = ["RayWorkerGroup", "Worker"]
+__all__ = ["RankPool", "RayWorkerGroup", "Worker"]

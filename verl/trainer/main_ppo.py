@@ -10,12 +10,14 @@ import os
 import sys
 
 import hydra
+import ray
 from omegaconf import DictConfig, OmegaConf
 
-from agent_system.environments import make_env_manager
-from verl.single_controller import RayWorkerGroup
+from agent_system.environments import make_env_manager, ray_actors_per_env
+from verl.single_controller import RankPool
+from verl.single_controller.resources import ClusterTooSmall, Demand, ResourcePlan
 from verl.trainer.config.schema import register_schema
-from verl.trainer.config.validate import ConfigError, validate_config
+from verl.trainer.config.validate import ConfigError, validate_config, warn_inert_settings
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
@@ -25,16 +27,32 @@ from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
 
+RANK_CPUS = 1.0  # logical CPUs reserved per rank process
+
 
 def total_steps(cfg: DictConfig, loader: TaskSlotLoader) -> int:
     """``trainer.total_training_steps`` when set (honoured exactly), else epochs x batches per epoch."""
     return cfg.trainer.total_training_steps or cfg.trainer.total_epochs * len(loader)
 
 
-def ray_cpus_needed(cfg: DictConfig, world_size: int) -> int:
-    """Logical CPUs for rank actors (1 each) plus env workers (fractional each), at least the machine's."""
-    n_env = (cfg.data.train_batch_size * cfg.env.rollout.n + cfg.data.val_batch_size)
-    return max(os.cpu_count() or 1, int(world_size + 2 + n_env * cfg.env.resources_per_worker.num_cpus + 0.999))
+def env_sizes(cfg: DictConfig, n_val_tasks: int, n_test_tasks: int) -> dict[str, int]:
+    """Parallel envs per split: train plays every task's group at once, val/test a batch of tasks."""
+    return {"train": cfg.data.train_batch_size * cfg.env.rollout.n,
+            "val": min(cfg.data.val_batch_size, n_val_tasks),
+            "test": min(cfg.data.val_batch_size, n_test_tasks) if cfg.trainer.test_after_train else 0}
+
+
+def resource_plan(cfg: DictConfig, world_size: int, envs: dict[str, int]) -> ResourcePlan:
+    """Every Ray actor of the run: the ranks (all roles colocated) and each split's env workers."""
+    ranks = Demand("ranks (actor, rollout, reference, critic colocated)", world_size, RANK_CPUS,
+                   1.0 if cfg.trainer.device == "cuda" else 0.0, "trainer.nnodes x trainer.n_gpus_per_node")
+    actors = ray_actors_per_env(cfg.env.env_name)
+    cpus = cfg.env.resources_per_worker.num_cpus
+    sizes = {"train": "data.train_batch_size x env.rollout.n", "val": "data.val_batch_size",
+             "test": "data.val_batch_size, trainer.test_after_train"}
+    return ResourcePlan([ranks] + [
+        Demand(f"{split} env workers", n * actors, cpus, keys=f"{sizes[split]}; env.resources_per_worker.num_cpus")
+        for split, n in envs.items()])
 
 
 class Run:
@@ -42,8 +60,9 @@ class Run:
 
     def __init__(self, cfg: DictConfig):
         validate_config(cfg)
+        warn_inert_settings(cfg)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
-        tokenizer = load_tokenizer(model_path)
+        tokenizer = load_tokenizer(model_path, cfg.actor_rollout_ref.model.trust_remote_code)
         train_tasks = load_task_slots(cfg.data.train_files, "data.train_files")
         val_tasks = load_task_slots(cfg.data.val_files, "data.val_files")
         test_tasks = load_task_slots(cfg.data.test_files, "data.test_files") if cfg.data.test_files else val_tasks
@@ -52,41 +71,45 @@ class Run:
         skills = build_skill_schedule(cfg, steps)  # checks the curriculum schedule before anything starts
 
         world_size = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node
+        sizes = env_sizes(cfg, len(val_tasks), len(test_tasks))
+        plan = resource_plan(cfg, world_size, sizes)
         joining = cluster_address(cfg.ray_init.address) is not None
         init_ray(cfg.ray_init.address,
-                 num_cpus=cfg.ray_init.num_cpus if joining else cfg.ray_init.num_cpus or ray_cpus_needed(cfg, world_size))
-        self.envs = Envs(
-            train=make_env_manager(cfg.env, "train", cfg.data.train_batch_size * cfg.env.rollout.n),
-            val=make_env_manager(cfg.env, "val", min(cfg.data.val_batch_size, len(val_tasks))),
-        )
-        self.actor_wg = self.critic_wg = None
+                 num_cpus=cfg.ray_init.num_cpus or (None if joining else plan.local_cpus(os.cpu_count() or 1)))
+        plan.check(ray.cluster_resources())
+        print(plan.summary(), flush=True)
+        self.pool: RankPool | None = None
+        self.envs = Envs(train=None, val=None)
         try:
             config = OmegaConf.to_container(cfg, resolve=True)
-            use_ref = cfg.actor_rollout_ref.actor.use_kl_loss or cfg.algorithm.use_kl_in_reward
-            wg_kwargs = dict(device=cfg.trainer.device, register_timeout_s=cfg.trainer.ray_wait_register_center_timeout)
-            self.actor_wg = RayWorkerGroup(ActorRolloutRefWorker, world_size, init_kwargs=dict(
-                config=config, model_path=model_path, total_training_steps=steps, with_ref=use_ref), **wg_kwargs)
+            roles = {"actor": (ActorRolloutRefWorker, dict(
+                config=config, model_path=model_path, total_training_steps=steps,
+                with_ref=cfg.actor_rollout_ref.actor.use_kl_loss or cfg.algorithm.use_kl_in_reward))}
             if cfg.algorithm.adv_estimator == "gae":
-                self.critic_wg = RayWorkerGroup(CriticWorker, world_size, init_kwargs=dict(
-                    config=config, model_path=resolve_model_path(cfg.critic.model.path), total_training_steps=steps,
-                    seed=cfg.trainer.seed), **wg_kwargs)
-            self.actor_wg.execute_all("init_model")
-            if self.critic_wg is not None:
-                self.critic_wg.execute_all("init_model")
+                roles["critic"] = (CriticWorker, dict(config=config, model_path=resolve_model_path(cfg.critic.model.path),
+                                                      total_training_steps=steps, seed=cfg.trainer.seed))
+            self.pool = RankPool(roles, world_size, cfg.trainer.device, cfg.trainer.ray_wait_register_center_timeout,
+                                 cpus_per_rank=RANK_CPUS)
+            print(f"ranks placed on one placement group of {world_size} x {self.pool.bundle}: "
+                  f"{self.pool.placement()}", flush=True)
+            self.envs.train = make_env_manager(cfg.env, "train", sizes["train"])
+            self.envs.val = make_env_manager(cfg.env, "val", sizes["val"])
+            for role in roles:
+                self.pool.group(role).execute_all("init_model")
         except BaseException:
             self.close()
             raise
         self.trainer = RayPPOTrainer(
-            cfg, tokenizer, self.actor_wg, self.critic_wg, self.envs, loader, val_tasks, test_tasks, steps, skills,
-            make_test_envs=lambda: make_env_manager(cfg.env, "test", min(cfg.data.val_batch_size, len(test_tasks))))
+            cfg, tokenizer, self.pool.group("actor"), self.pool.group("critic") if "critic" in roles else None,
+            self.envs, loader, val_tasks, test_tasks, steps, skills,
+            make_test_envs=lambda: make_env_manager(cfg.env, "test", sizes["test"]))
 
     def close(self) -> None:
         for manager in (self.envs.train, self.envs.val, self.envs.test):
             if manager is not None:
                 manager.close()
-        for wg in (self.actor_wg, self.critic_wg):
-            if wg is not None:
-                wg.shutdown()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def run_ppo(cfg: DictConfig) -> None:
@@ -101,7 +124,7 @@ def run_ppo(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run = Run(cfg)
-    except (ConfigError, ValueError, FileNotFoundError) as err:  # bad config, model path or data: no traceback
+    except (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall) as err:  # bad config/data/cluster
         print(f"SkillZero could not start: {err}", file=sys.stderr)
         sys.exit(2)
     try:

@@ -217,27 +217,28 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load a chat tokenizer for left-padded batched generation.
 
     ``path`` is anything :func:`resolve_model_path` accepts. The tokenizer must have a chat template
     (every SkillZero prompt is rendered with ``apply_chat_template``) and always gets a pad token,
-    preferably one that is not an EOS token.
+    preferably one that is not an EOS token. ``trust_remote_code`` is
+    ``actor_rollout_ref.model.trust_remote_code`` (models whose code ships in their folder).
     """
     model_dir = resolve_model_path(path)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left", trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(
             f"The tokenizer in {model_dir} has no chat template, but SkillZero renders every prompt with "
             f"apply_chat_template. Fix: use an instruct/chat model (e.g. Qwen2.5-3B-Instruct), or add a "
             f"'chat_template' entry to {model_dir}/tokenizer_config.json (or a chat_template.jinja file)."
         )
-    ensure_pad_token(tokenizer, eos_token_ids(tokenizer, model_dir))
+    ensure_pad_token(tokenizer, eos_token_ids(tokenizer, model_dir, trust_remote_code))
     return tokenizer
 
 
 def load_causal_lm(
-    path: str, dtype: torch.dtype, attn_implementation: str | None = None
+    path: str, dtype: torch.dtype, attn_implementation: str | None = None, trust_remote_code: bool = False
 ) -> PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained`` on a resolved path.
 
@@ -246,10 +247,10 @@ def load_causal_lm(
     """
     model_dir = resolve_model_path(path)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **extra)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
 
 
-def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model_path: str) -> list[int]:
+def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model_path: str, trust_remote_code: bool = False) -> list[int]:
     """All token ids that end a response: the tokenizer's EOS plus the model's generation-config EOS ids.
 
     ChatML models (Qwen2.5, SmolLM2) stop at ``<|im_end|>``; some list several ids in
@@ -259,7 +260,7 @@ def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model_path: str) -> list[i
     try:
         model_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
     except OSError:  # no generation_config.json: fall back to config.json
-        model_eos = AutoConfig.from_pretrained(model_dir).eos_token_id
+        model_eos = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code).eos_token_id
     ids = _unique(_as_id_list(tokenizer.eos_token_id) + _as_id_list(model_eos))
     if not ids:
         raise ValueError(

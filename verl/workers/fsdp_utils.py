@@ -9,13 +9,13 @@ own shards, and ``scripts/model_merger.py`` or a resume with another world size 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_model_state_dict,
     get_state_dict,
     set_state_dict,
@@ -26,7 +26,16 @@ from torch.distributed.tensor import DTensor
 
 
 def shard_model(model: torch.nn.Module, device: torch.device, param_offload: bool) -> torch.nn.Module:
-    """Wrap each decoder layer and then the whole model with FSDP2 over all ranks of the default group."""
+    """Wrap each decoder layer and then the whole model with FSDP2 over all ranks of the default group.
+
+    ``model`` is built on the meta device (:func:`verl.workers.weight_sync.meta_model`): sharding costs no
+    memory, and the shards are then allocated on ``device`` uninitialised, for
+    :func:`verl.workers.weight_sync.load_into_shards` to fill. On CUDA the forward/backward compute in bf16
+    from fp32 master weights, and gradients are reduced in fp32 (``MixedPrecisionPolicy``); on CPU
+    everything stays fp32.
+    """
+    if any(not p.is_meta for p in model.parameters()):
+        raise ValueError("shard_model expects a model built on the meta device (weight_sync.meta_model)")
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     kwargs: dict = {"mesh": mesh}
     if device.type == "cuda":
@@ -40,9 +49,7 @@ def shard_model(model: torch.nn.Module, device: torch.device, param_offload: boo
     for layer in layers:
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)
-    if not (device.type == "cuda" and param_offload):
-        model.to(device)
-    return model
+    return model.to_empty(device=device)
 
 
 def build_optimizer(model: torch.nn.Module, optim_cfg) -> torch.optim.AdamW:
@@ -82,9 +89,39 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, max
     return grad_norm
 
 
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The unsharded parameters on every rank (an all-gather), for the rollout engine."""
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+def optimizer_state_devices(device: torch.device, param_offload: bool, optimizer_offload: bool
+                            ) -> tuple[torch.device, torch.device]:
+    """(where the optimizer state must be for ``optimizer.step()``, where it rests between updates).
+
+    ``optimizer_offload`` on a GPU keeps Adam's moments in host memory between updates and brings them to
+    the GPU for the update (verl's FSDP2 optimizer offload): the GPU then holds them only while the actor
+    updates, not during rollouts or log-prob passes. With ``param_offload`` FSDP2's ``CPUOffloadPolicy``
+    already steps the optimizer on the CPU, so the state stays there. On CPU both are the CPU (the key is
+    inert there; the trainer says so at start-up).
+    """
+    cpu = torch.device("cpu")
+    if device.type == "cpu" or param_offload:
+        return cpu, cpu
+    return device, (cpu if optimizer_offload else device)
+
+
+def place_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move every per-parameter optimizer state tensor (Adam's moments, DTensor shards included) to
+    ``device``; scalar entries (Adam's ``step``) stay where torch keeps them."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.device != device:
+                state[key] = value.to(device)
+
+
+@contextmanager
+def optimizer_state_on(optimizer: torch.optim.Optimizer, step_device: torch.device, rest_device: torch.device):
+    """Hold the optimizer state on ``step_device`` inside the block and on ``rest_device`` after it."""
+    place_optimizer_state(optimizer, step_device)
+    try:
+        yield
+    finally:
+        place_optimizer_state(optimizer, rest_device)
 
 
 def all_reduce_sum(value: float, device: torch.device) -> float:

@@ -1,8 +1,10 @@
 """Ray worker roles on FSDP2: the actor (+ rollout engine, + reference policy) and the critic.
 
-One instance per rank, created by :class:`verl.single_controller.RayWorkerGroup`. Methods taking a
-:class:`DataProto` receive this rank's equal share of the batch; everything else is called on all
-ranks with the same arguments. Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold
+Roles colocated in one process per rank (:class:`verl.single_controller.Worker`), reached through a
+:class:`verl.single_controller.RayWorkerGroup`. Methods taking a :class:`DataProto` receive this rank's
+equal share of the batch; everything else is called on all ranks with the same arguments. Models are
+read once, on rank 0, and reach the other ranks' FSDP2 shards by broadcast; the rollout engine's copy is
+filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold
 DCP shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
 ``huggingface/`` (config, generation config, tokenizer) so ``scripts/model_merger.py`` can build a
 release folder from the shards alone.
@@ -16,12 +18,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForTokenClassification, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification, GenerationConfig
 
 from verl.protocol import DataProto
-from verl.single_controller.worker import Worker
-from verl.utils.model import eos_token_ids, load_causal_lm, load_tokenizer
-from verl.workers import fsdp_utils
+from verl.single_controller.worker import peak_memory
+from verl.utils.model import eos_token_ids, load_tokenizer
+from verl.workers import fsdp_utils, weight_sync
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
 from verl.workers.rollout.hf_rollout import HFRollout
@@ -30,9 +32,7 @@ HF_SUBDIR = "huggingface"
 DCP_SUBDIR = "dcp"
 
 
-def _train_dtype(device: torch.device) -> torch.dtype:
-    # fp32 master weights everywhere; on GPU FSDP2 computes in bf16 (MixedPrecisionPolicy).
-    return torch.float32
+TRAIN_DTYPE = torch.float32  # master weights everywhere; on GPU FSDP2 computes in bf16 (fsdp_utils.shard_model)
 
 
 def _rollout_dtype(device: torch.device) -> torch.dtype:
@@ -62,41 +62,70 @@ def _load_extra_state(folder: Path, rank: int, lr_scheduler: Any) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"])
 
 
-class ActorRolloutRefWorker(Worker):
+def _sharded_model(model_cls, config, checkpoint: weight_sync.Rank0Checkpoint, device: torch.device,
+                   param_offload: bool, gradient_checkpointing: bool, trainable: bool,
+                   trust_remote_code: bool) -> torch.nn.Module:
+    """``config``'s model built on the meta device, sharded with FSDP2 and filled from rank 0's checkpoint."""
+    module = weight_sync.meta_model(model_cls, config, TRAIN_DTYPE, trust_remote_code=trust_remote_code)
+    if gradient_checkpointing:
+        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    module.requires_grad_(trainable)
+    module = fsdp_utils.shard_model(module, device, param_offload)
+    weight_sync.load_into_shards(module, checkpoint, device, param_offload)
+    return module
+
+
+def _memory_metrics(device: torch.device) -> dict[str, float]:
+    return {f"perf/max_{k}_gb": v / 2**30 for k, v in peak_memory(device).items()}
+
+
+class ActorRolloutRefWorker:
     """Policy training (FSDP2), sampling (rollout engine) and, when a KL term is on, the frozen reference."""
 
-    def __init__(self, rank: int, world_size: int, device: str, config: dict, model_path: str,
+    def __init__(self, rank: int, world_size: int, device: torch.device, config: dict, model_path: str,
                  total_training_steps: int, with_ref: bool):
-        super().__init__(rank, world_size, device)
+        self.rank = rank
+        self.world_size = world_size
+        self.device = device
         self.cfg: DictConfig = OmegaConf.create(config)
         self.model_path = model_path
         self.total_training_steps = total_training_steps
         self.with_ref = with_ref
+        self.rollout_dtype = _rollout_dtype(device)
 
     def init_model(self) -> None:
         arr = self.cfg.actor_rollout_ref
-        self.tokenizer = load_tokenizer(self.model_path)
-        module = load_causal_lm(self.model_path, _train_dtype(self.device))
-        if arr.model.enable_gradient_checkpointing:
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        module = fsdp_utils.shard_model(module, self.device, arr.actor.fsdp_config.param_offload)
+        trust = arr.model.trust_remote_code
+        self.tokenizer = load_tokenizer(self.model_path, trust_remote_code=trust)
+        self.hf_config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust)
+        checkpoint = weight_sync.read_on_rank0(AutoModelForCausalLM, self.model_path, TRAIN_DTYPE,
+                                               trust_remote_code=trust)
+        fsdp = arr.actor.fsdp_config
+        module = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device, fsdp.param_offload,
+                                arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
+        self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
         self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler)
         if self.with_ref:
-            ref = load_causal_lm(self.model_path, _train_dtype(self.device))
-            ref.requires_grad_(False)
-            ref = fsdp_utils.shard_model(ref, self.device, arr.ref.fsdp_config.param_offload)
+            ref = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device,
+                                 arr.ref.fsdp_config.param_offload, False, trainable=False, trust_remote_code=trust)
             self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size)
+        del checkpoint  # rank 0's full copy
         self.rollout = self._build_rollout()
+        self.sync_rollout_weights()
 
-    def _build_rollout(self):
+    def _build_rollout(self) -> HFRollout:
+        """The engine's model is an empty copy of the policy in the rollout dtype; the first weight sync fills it."""
         rollout_cfg = self.cfg.actor_rollout_ref.rollout
-        model = load_causal_lm(self.model_path, _rollout_dtype(self.device))
+        trust = self.cfg.actor_rollout_ref.model.trust_remote_code
+        model = weight_sync.empty_copy(AutoModelForCausalLM, self.hf_config, self.rollout_dtype, self.device,
+                                       buffers_from=self.actor.module, model_dir=self.model_path,
+                                       trust_remote_code=trust)
         return HFRollout(
             model, self.device, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_ids=eos_token_ids(self.tokenizer, self.model_path),
+            eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
             response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
             rank=self.rank,
         )
@@ -116,13 +145,16 @@ class ActorRolloutRefWorker(Worker):
         return DataProto.from_dict({"ref_log_prob": logp})
 
     def update_actor(self, data: DataProto) -> DataProto:
-        metrics = self.actor.update_policy(data, data.meta_info["temperature"])
+        with fsdp_utils.optimizer_state_on(self.actor.optimizer, *self.optim_devices):
+            metrics = self.actor.update_policy(data, data.meta_info["temperature"])
+        self.actor.optimizer.zero_grad(set_to_none=True)  # no gradients held through the next rollout
+        metrics.update(_memory_metrics(self.device))
         self.sync_rollout_weights()
         return DataProto(meta_info={"metrics": metrics})
 
     def sync_rollout_weights(self) -> None:
-        """Push the updated policy into the rollout engine (an all-gather of the FSDP shards)."""
-        self.rollout.load_weights(fsdp_utils.full_state_dict(self.actor.module))
+        """Stream the policy into the rollout engine, one all-gathered parameter at a time."""
+        self.rollout.load_weights(weight_sync.stream_full_params(self.actor.module, self.rollout_dtype))
 
     def save_checkpoint(self, folder: str) -> None:
         path = Path(folder)
@@ -130,7 +162,7 @@ class ActorRolloutRefWorker(Worker):
         _save_extra_state(path, self.rank, self.actor.lr_scheduler)
         if self.rank == 0:
             hf = path / HF_SUBDIR
-            AutoConfig.from_pretrained(self.model_path).save_pretrained(hf)
+            self.hf_config.save_pretrained(hf)
             try:
                 GenerationConfig.from_pretrained(self.model_path).save_pretrained(hf)
             except OSError:
@@ -141,16 +173,19 @@ class ActorRolloutRefWorker(Worker):
     def load_checkpoint(self, folder: str) -> None:
         path = Path(folder)
         fsdp_utils.load_sharded(self.actor.module, self.actor.optimizer, path / DCP_SUBDIR)
+        fsdp_utils.place_optimizer_state(self.actor.optimizer, self.optim_devices[1])
         _load_extra_state(path, self.rank, self.actor.lr_scheduler)
         self.sync_rollout_weights()
 
 
-class CriticWorker(Worker):
+class CriticWorker:
     """The value model for GAE: the policy backbone with a scalar token head (verl's critic)."""
 
-    def __init__(self, rank: int, world_size: int, device: str, config: dict, model_path: str,
+    def __init__(self, rank: int, world_size: int, device: torch.device, config: dict, model_path: str,
                  total_training_steps: int, seed: int):
-        super().__init__(rank, world_size, device)
+        self.rank = rank
+        self.world_size = world_size
+        self.device = device
         self.cfg: DictConfig = OmegaConf.create(config)
         self.model_path = model_path
         self.total_training_steps = total_training_steps
@@ -158,22 +193,28 @@ class CriticWorker(Worker):
 
     def init_model(self) -> None:
         critic_cfg = self.cfg.critic
-        torch.manual_seed(self.seed)  # the fresh value head must be identical on every rank
-        module = AutoModelForTokenClassification.from_pretrained(
-            self.model_path, num_labels=1, dtype=_train_dtype(self.device))
-        if critic_cfg.model.enable_gradient_checkpointing:
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        module = fsdp_utils.shard_model(module, self.device, critic_cfg.model.fsdp_config.param_offload)
+        trust = self.cfg.actor_rollout_ref.model.trust_remote_code
+        config = AutoConfig.from_pretrained(self.model_path, num_labels=1, trust_remote_code=trust)
+        torch.manual_seed(self.seed)  # the fresh value head (drawn on rank 0, broadcast) is reproducible
+        checkpoint = weight_sync.read_on_rank0(AutoModelForTokenClassification, self.model_path, TRAIN_DTYPE,
+                                               num_labels=1, trust_remote_code=trust)
+        fsdp = critic_cfg.model.fsdp_config
+        module = _sharded_model(AutoModelForTokenClassification, config, checkpoint, self.device, fsdp.param_offload,
+                                critic_cfg.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
         optimizer = fsdp_utils.build_optimizer(module, critic_cfg.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, critic_cfg.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
+        self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
         self.critic = DataParallelPPOCritic(module, critic_cfg, self.device, self.world_size, optimizer, scheduler)
 
     def compute_values(self, data: DataProto) -> DataProto:
         return DataProto.from_dict({"values": self.critic.compute_values(data)})
 
     def update_critic(self, data: DataProto) -> DataProto:
-        return DataProto(meta_info={"metrics": self.critic.update_critic(data)})
+        with fsdp_utils.optimizer_state_on(self.critic.optimizer, *self.optim_devices):
+            metrics = self.critic.update_critic(data)
+        self.critic.optimizer.zero_grad(set_to_none=True)
+        return DataProto(meta_info={"metrics": metrics})
 
     def save_checkpoint(self, folder: str) -> None:
         path = Path(folder)
@@ -184,4 +225,5 @@ class CriticWorker(Worker):
     def load_checkpoint(self, folder: str) -> None:
         path = Path(folder)
         fsdp_utils.load_sharded(self.critic.module, self.critic.optimizer, path / DCP_SUBDIR)
+        fsdp_utils.place_optimizer_state(self.critic.optimizer, self.optim_devices[1])
         _load_extra_state(path, self.rank, self.critic.lr_scheduler)

@@ -46,6 +46,7 @@ def env_config(data_path: Path, **overrides) -> DictConfig:
             "history_length": 2,
             "rollout": {"n": 1},
             "resources_per_worker": {"num_cpus": 0.1},
+            "step_timeout_s": 120.0,
             "alfworld": {"eval_dataset": "eval_in_distribution", "data_path": str(data_path)},
         }
     )

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.conftest import REPO_ROOT, trainer_config
 from verl.protocol import DataProto
-from verl.single_controller import RayWorkerGroup
+from verl.single_controller import RankPool, RayWorkerGroup
 from verl.workers.actor import layout_mini_batches, response_logits
 from verl.workers.fsdp_workers import ActorRolloutRefWorker
 from verl.utils.torch_functional import logprobs_from_logits
@@ -40,16 +40,16 @@ def synthetic_batch(vocab: int, seed: int = 0) -> DataProto:
     }, meta_info={"temperature": 1.0})
 
 
-def make_group(model_dir: str, world_size: int) -> RayWorkerGroup:
+def make_pool(model_dir: str, world_size: int, actor_cls: type = ActorRolloutRefWorker) -> RankPool:
+    """``world_size`` CPU ranks with an initialised actor role."""
     cfg = trainer_config([f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.actor.optim.lr=1e-2",
                           "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
                           "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=3",
                           "actor_rollout_ref.actor.entropy_coeff=0.01"])
-    wg = RayWorkerGroup(ActorRolloutRefWorker, world_size, device="cpu", init_kwargs=dict(
-        config=OmegaConf.to_container(cfg, resolve=True), model_path=model_dir, total_training_steps=4,
-        with_ref=False))
-    wg.execute_all("init_model")
-    return wg
+    pool = RankPool({"actor": (actor_cls, dict(config=OmegaConf.to_container(cfg, resolve=True), model_path=model_dir,
+                                               total_training_steps=4, with_ref=False))}, world_size, device="cpu")
+    pool.group("actor").execute_all("init_model")
+    return pool
 
 
 def train_two_updates(wg: RayWorkerGroup, batch: DataProto) -> list[dict[str, float]]:
@@ -76,12 +76,13 @@ def trained(ray_cluster, tiny_model_dir, tmp_path_factory):
     vocab = AutoModelForCausalLM.from_pretrained(tiny_model_dir).config.vocab_size
     out = {}
     for ws in (1, 2):
-        wg = make_group(tiny_model_dir, ws)
+        pool = make_pool(tiny_model_dir, ws)
+        wg = pool.group("actor")
         batch = synthetic_batch(vocab)
         metrics = train_two_updates(wg, batch)
         wg.execute_all("save_checkpoint", str(root / f"ws{ws}" / "actor"))
         after = wg.dispatch_dp("compute_log_prob", batch).batch["old_log_probs"]
-        wg.shutdown()
+        pool.shutdown()
         out[ws] = dict(metrics=metrics, logp=after, batch=batch,
                        merged=merge(root / f"ws{ws}" / "actor", root / f"merged{ws}"))
     return out

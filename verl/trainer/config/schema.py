@@ -229,6 +229,7 @@ class EnvConfig:
     history_length: int = MISSING
     rollout: EnvRolloutConfig = _section(EnvRolloutConfig)
     resources_per_worker: ResourcesPerWorker = _section(ResourcesPerWorker)
+    step_timeout_s: float = MISSING  # a remote env call (reset/step) unanswered this long: worker replaced, episode failed
     use_skill: bool = MISSING
     skill_file: Optional[str] = MISSING
     curriculum_learning: CurriculumConfig = _section(CurriculumConfig)

@@ -7,6 +7,7 @@ reported at once, each naming the key, the value and the fix.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -65,6 +66,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         if _get(cfg, key) < 1:
             bad(key, "must be >= 1")
     arr, trainer, env = cfg.actor_rollout_ref, cfg.trainer, cfg.env
+    if env.step_timeout_s <= 0:
+        bad("env.step_timeout_s", "must be > 0 seconds")
     if arr.actor.optim.lr <= 0:
         bad("actor_rollout_ref.actor.optim.lr", "must be > 0")
     if not 0 <= arr.actor.optim.lr_warmup_steps_ratio <= 1:
@@ -100,6 +103,31 @@ def config_problems(cfg: DictConfig) -> list[str]:
         if not cur.max_set_schedule or any(m < 0 for m in cur.max_set_schedule):
             bad("env.curriculum_learning.max_set_schedule", "must be a non-empty list of budgets >= 0, e.g. [6,3,0]")
     return problems
+
+
+OFFLOAD_KEYS = (
+    "actor_rollout_ref.actor.fsdp_config.param_offload", "actor_rollout_ref.actor.fsdp_config.optimizer_offload",
+    "actor_rollout_ref.ref.fsdp_config.param_offload", "critic.model.fsdp_config.param_offload",
+    "critic.model.fsdp_config.optimizer_offload",
+)
+
+
+def inert_settings(cfg: DictConfig) -> list[str]:
+    """Keys set to a value that has no effect in this run (accepted, so reference scripts run unchanged)."""
+    inert = []
+    if cfg.trainer.device == "cpu":
+        inert += [f"{key}=True (offload moves state from GPU to host memory; on CPU it already is there)"
+                  for key in OFFLOAD_KEYS if _get(cfg, key)]
+    for key in ("actor_rollout_ref.model.use_remove_padding", "critic.model.use_remove_padding"):
+        if _get(cfg, key):
+            inert.append(f"{key}=True (the hf path trims left padding per micro-batch instead of packing)")
+    return inert
+
+
+def warn_inert_settings(cfg: DictConfig) -> None:
+    """Say once, at start-up, which settings do nothing here (never ignore a key silently)."""
+    if inert := inert_settings(cfg):
+        warnings.warn("these settings have no effect in this run:\n  - " + "\n  - ".join(inert), stacklevel=2)
 
 
 def validate_config(cfg: DictConfig) -> None:

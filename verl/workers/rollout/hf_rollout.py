@@ -2,10 +2,13 @@
 
 FSDP-sharded modules cannot generate independently per rank (every forward is a collective, and ranks
 stop at different lengths), so each rank keeps a plain copy of the policy for sampling and receives the
-actor's gathered weights after every update, the way a vLLM engine would.
+actor's weights after every update as a stream of full tensors (:mod:`verl.workers.weight_sync`), the way a
+vLLM engine would.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 
@@ -25,8 +28,26 @@ class HFRollout(RolloutEngine):
         self.micro_batch_size = micro_batch_size
         self.rank = rank
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict)
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy each streamed tensor into the parameter of that name. Strict: an unknown or repeated name,
+        a wrong shape or dtype, or a parameter that never arrives is an error (a silent mismatch would
+        sample from a policy that is not the one being trained)."""
+        params = dict(self.model.named_parameters())  # tied parameters appear once, under the first name
+        seen: set[str] = set()
+        for name, tensor in weights:
+            param = params.get(name)
+            if param is None or name in seen:
+                problem = "arrived twice" if name in seen else "is not a parameter of the rollout model"
+                raise ValueError(f"weight sync: {name!r} {problem} (tied weights are sent once, under the first "
+                                 f"name); the trainer and rollout models differ")
+            if param.shape != tensor.shape or param.dtype != tensor.dtype:
+                raise ValueError(f"weight sync: {name!r} arrived as {tuple(tensor.shape)} {tensor.dtype}, the "
+                                 f"rollout model holds {tuple(param.shape)} {param.dtype}")
+            param.copy_(tensor)
+            seen.add(name)
+        if missing := sorted(params.keys() - seen):
+            raise ValueError(f"weight sync: {len(missing)} parameters never arrived, e.g. {missing[:3]}")
 
     def _sampling_kwargs(self, meta: dict) -> dict:
         if not meta.get("do_sample", True) or meta.get("temperature", 1.0) == 0:

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_path", default=None, help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")
     parser.add_argument("--max_steps", type=int, default=50, help="env.max_steps of each episode")
     parser.add_argument("--num_cpus_per_worker", type=float, default=0.1, help="env.resources_per_worker.num_cpus")
+    parser.add_argument("--step_timeout_s", type=float, default=120.0, help="env.step_timeout_s")
     args = parser.parse_args(argv)
 
     env_cfg = OmegaConf.create(
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_steps": args.max_steps,
             "history_length": 2,
             "resources_per_worker": {"num_cpus": args.num_cpus_per_worker},
+            "step_timeout_s": args.step_timeout_s,
         }
     )
     games = evenly_spaced(list_games(data_root(args.data_path), args.split), args.limit)

@@ -4,10 +4,11 @@ The caller has already run ``ray.init``. Each actor runs a :class:`GameSession` 
 ``num_cpus_per_worker`` CPUs (``env.resources_per_worker.num_cpus``); all actors of a batch receive
 their command in the same round, so a step takes as long as the slowest game.
 
-Fault tolerance: when an actor dies (or its game raises) during a step, the actor is replaced by a
-fresh one, that env's episode ends as a failure (``done``, ``won=False``, reward 0,
-``info["worker_failed"]=True``) and the other envs carry on, so the rollout always completes. A
-reset whose actor died is retried once on a fresh actor.
+Fault tolerance: when an actor dies (or its game raises) during a step, or does not answer within
+``step_timeout_s`` (``env.step_timeout_s``; all actors of a round share one deadline), the actor is
+replaced by a fresh one, that env's episode ends as a failure (``done``, ``won=False``, reward 0,
+``info["worker_failed"]=True``) and the other envs carry on, so the rollout always completes. A reset
+whose actor died or hung is retried once on a fresh actor; a second failure is an error naming the game.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from agent_system.environments.env_package.alfworld.games import GameSpec
 from agent_system.environments.env_package.alfworld.session import GameSession, StepResult
@@ -25,7 +26,7 @@ from agent_system.environments.env_package.alfworld.session import GameSession, 
 logger = logging.getLogger(__name__)
 
 WORKER_FAILED_OBSERVATION = "The environment worker stopped unexpectedly; this episode has ended."
-_WORKER_ERRORS = (RayActorError, RayTaskError)
+_WORKER_ERRORS = (RayActorError, RayTaskError, GetTimeoutError)
 
 
 @dataclass
@@ -42,13 +43,16 @@ class EnvSlot:
 class AlfworldEnvs:
     """``num_envs`` ALFWorld games stepped in parallel (gym-vector style, one actor per env)."""
 
-    def __init__(self, num_envs: int, max_steps: int, num_cpus_per_worker: float):
+    def __init__(self, num_envs: int, max_steps: int, num_cpus_per_worker: float, step_timeout_s: float):
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         if num_cpus_per_worker <= 0:
             raise ValueError(f"env.resources_per_worker.num_cpus={num_cpus_per_worker} must be > 0")
+        if step_timeout_s <= 0:
+            raise ValueError(f"env.step_timeout_s={step_timeout_s} must be > 0")
         self.num_envs = num_envs
         self.max_steps = max_steps
+        self.step_timeout_s = step_timeout_s
         self._actor_cls = ray.remote(GameSession).options(num_cpus=num_cpus_per_worker)
         self._slots = [EnvSlot(worker=self._spawn()) for _ in range(num_envs)]
 
@@ -62,13 +66,19 @@ class AlfworldEnvs:
         if len(games) != self.num_envs:
             raise ValueError(f"reset got {len(games)} games for {self.num_envs} envs")
         futures = [slot.worker.reset.remote(game.path) for slot, game in zip(self._slots, games)]
+        answered = self._answered(futures)
         for i, (slot, game, future) in enumerate(zip(self._slots, games, futures)):
             try:
-                result = ray.get(future)
-            except RayActorError as err:
-                logger.warning("ALFWorld worker %d died during reset (%s); retrying on a new worker", i, err)
+                result = self._result(future, answered)
+            except (RayActorError, GetTimeoutError) as err:
+                logger.warning("ALFWorld worker %d failed during reset (%s); retrying on a new worker", i, err)
                 self._replace_worker(slot)
-                result = ray.get(slot.worker.reset.remote(game.path))
+                try:
+                    result = ray.get(slot.worker.reset.remote(game.path), timeout=self.step_timeout_s)
+                except GetTimeoutError as again:
+                    raise RuntimeError(f"ALFWorld could not load {game.path} within env.step_timeout_s="
+                                       f"{self.step_timeout_s:g}s on two workers; raise env.step_timeout_s if the "
+                                       "machine is overloaded, or remove the game") from again
             slot.game = game
             self._record(slot, result, worker_failed=False)
         return [s.observation for s in self._slots], [dict(s.info) for s in self._slots]
@@ -88,10 +98,11 @@ class AlfworldEnvs:
             i: self._slots[i].worker.step.remote(command) for i, command in enumerate(commands) if command is not None
         }
         rewards = [0.0] * self.num_envs
+        answered = self._answered(list(futures.values()))
         for i, future in futures.items():
             slot = self._slots[i]
             try:
-                result = ray.get(future)
+                result = self._result(future, answered)
             except _WORKER_ERRORS as err:
                 logger.warning("ALFWorld worker %d failed mid-episode (%s); episode counted as failed", i, err)
                 self._replace_worker(slot)
@@ -112,6 +123,16 @@ class AlfworldEnvs:
         for slot in self._slots:
             ray.kill(slot.worker, no_restart=True)
         self._slots = []
+
+    def _answered(self, futures: list[Any]) -> set[Any]:
+        """The calls that finished within ``step_timeout_s`` (they all started together: one deadline)."""
+        ready, _ = ray.wait(futures, num_returns=len(futures), timeout=self.step_timeout_s)
+        return set(ready)
+
+    def _result(self, future: Any, answered: set[Any]) -> Any:
+        if future not in answered:
+            raise GetTimeoutError(f"no answer within env.step_timeout_s={self.step_timeout_s:g}s")
+        return ray.get(future)
 
     def _spawn(self) -> Any:
         return self._actor_cls.remote(self.max_steps)

@@ -1,0 +1,28 @@
+"""A test-only actor role (importable by Ray workers, unlike pytest's test modules)."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+from verl.workers.fsdp_workers import ActorRolloutRefWorker
+
+
+class SyncProbe(ActorRolloutRefWorker):
+    """The actor role plus read-outs of the rollout engine's weights and of the pre-streaming sync path."""
+
+    def full_gather_for_rollout(self) -> dict[str, torch.Tensor]:
+        """What the rollout engine received before the streamed sync: the whole fp32 state dict all-gathered
+        on every rank (``get_model_state_dict(full_state_dict=True)``), cast to the engine dtype."""
+        full = get_model_state_dict(self.actor.module, options=StateDictOptions(full_state_dict=True))
+        return {k: v.to(self.rollout_dtype) for k, v in full.items()}
+
+    def rollout_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.rollout.model.state_dict().items()}
+
+    def rollout_buffers(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.rollout.model.named_buffers()}
+
+    def rollout_is_tied(self) -> bool:
+        model = self.rollout.model
+        return model.lm_head.weight is model.model.embed_tokens.weight
