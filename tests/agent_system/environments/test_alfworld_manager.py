@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import pytest
+import ray
 
 from agent_system.environments import make_env_manager
 from agent_system.environments.alfworld_manager import AlfworldEnvironmentManager
@@ -148,6 +152,29 @@ def test_killed_worker_is_replaced_and_its_episode_fails(manager):
     for command in plans[1]:
         _, _, _, infos = manager.step([_act(command)] * 3)
     assert all(info["won"] for info in infos)
+
+
+def test_hung_worker_is_replaced_at_the_timeout_and_its_episode_fails(ray_cluster, alfworld_root):
+    """A worker that stops answering (SIGSTOP: alive, silent) costs one step of env.step_timeout_s, not the run."""
+    manager = make_env_manager(env_config(alfworld_root, step_timeout_s=15.0), split="val", num_envs=2)
+    try:
+        manager.set_skill_context_fn(lambda category: "")
+        plans = [_plan(manager, s) for s in (4, 5)]
+        manager.reset([{"seed": s} for s in (4, 5)])
+        victim = manager.envs.workers[1]
+        pid = ray.get(victim.__ray_call__.remote(lambda session: os.getpid()))
+        os.kill(pid, signal.SIGSTOP)
+        started = time.perf_counter()
+        _, rewards, dones, infos = manager.step([_act(p[0]) for p in plans])
+        assert 15.0 <= time.perf_counter() - started < 90
+        assert dones[1] and infos[1]["worker_failed"] and not infos[1]["won"] and rewards[1] == 0.0
+        assert not dones[0] and not infos[0]["worker_failed"]
+        assert manager.envs.workers[1] != victim  # the stopped process was killed and replaced
+        manager.reset([{"seed": 5}] * 2)  # the replacement plays the next episode
+        _, _, _, infos = manager.step([_act(plans[1][0])] * 2)
+        assert not any(info["worker_failed"] for info in infos)
+    finally:
+        manager.close()
 
 
 def test_contract_violations_are_clear_errors(manager):

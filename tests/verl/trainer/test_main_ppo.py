@@ -25,6 +25,11 @@ def merged_weights(actor_dir: Path, out: Path) -> dict[str, torch.Tensor]:
     return AutoModelForCausalLM.from_pretrained(out).state_dict()
 
 
+def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
 def test_grpo_raises_the_reward_of_a_tiny_model(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
     """Learning, not just running: GRPO lifts the mean episode reward of a random tiny model."""
     steps = 30
@@ -56,19 +61,18 @@ def test_resumed_run_matches_an_uninterrupted_one(ray_cluster, tiny_model_dir, e
 
 def test_cli_run_writes_metrics_checkpoints_and_resumes(tiny_model_dir, echo_slots, tmp_path):
     """The real command line: 2 steps, then total 3 resumes at step 2 and runs only step 3."""
-    def cli(total: int) -> str:
+    def train(total: int) -> str:
         args = echo_overrides(tiny_model_dir, echo_slots, tmp_path, trainer__total_training_steps=total,
                               trainer__save_freq=1, trainer__test_freq=1, trainer__val_before_train=True,
                               trainer__n_gpus_per_node=2, **{"trainer.logger": "[console,file]"})
-        proc = subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True,
-                              cwd=tmp_path)
+        proc = cli(args, tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
-    cli(2)
+    train(2)
     assert [m["step"] for m in read_metrics(tmp_path)] == [0, 1, 2]
     assert (tmp_path / "latest_checkpointed_iteration.txt").read_text() == "2"
-    out = cli(3)
+    out = train(3)
     assert "resumed from" in out and "global step 2" in out
     assert "step:1 " not in out and "step:3 " in out
     metrics = read_metrics(tmp_path)
@@ -79,18 +83,33 @@ def test_cli_run_writes_metrics_checkpoints_and_resumes(tiny_model_dir, echo_slo
     assert sorted(p.name for p in tmp_path.glob("global_step_*")) == ["global_step_1", "global_step_2", "global_step_3"]
 
 
-def test_gae_critic_with_kl_loss_and_kl_in_reward(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
-    """The critic and reference roles: GAE advantages, a value update, KL loss and KL in the reward."""
-    run_ppo(trainer_config(echo_overrides(
+def test_gae_critic_with_kl_loss_and_kl_in_reward_on_one_bundle_per_rank(tiny_model_dir, echo_slots, tmp_path):
+    """The critic and reference roles (GAE advantages, a value update, KL loss and KL in the reward) on a
+    cluster of exactly one CPU per rank: the critic shares the actor's ranks, it reserves nothing more."""
+    proc = cli(echo_overrides(
         tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gae", algorithm__gamma=0.99,
         algorithm__lam=0.95, actor_rollout_ref__actor__use_kl_loss=True, algorithm__use_kl_in_reward=True,
         algorithm__kl_ctrl__type="adaptive", trainer__save_freq=2, trainer__total_training_steps=2,
-        trainer__critic_warmup=1, env__max_steps=2)))
+        trainer__critic_warmup=1, env__max_steps=2, trainer__n_gpus_per_node=2, ray_init__num_cpus=2), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray resource plan: 2 CPU, 0 GPU" in proc.stdout
+    assert "ranks placed on one placement group of 2 x {'CPU': 1.0}" in proc.stdout
     first, second = read_metrics(tmp_path)
     assert "critic/vf_loss" in first and "actor/pg_loss" not in first  # critic warm-up: no actor update yet
     assert "actor/kl_loss" in second and "critic/values/mean" in second
     assert second["actor/reward_kl_penalty_coeff"] != first["actor/reward_kl_penalty_coeff"]  # adaptive
     assert (tmp_path / "global_step_2" / "critic" / "dcp" / ".metadata").exists()
+
+
+def test_a_cluster_too_small_fails_at_once_with_the_numbers_and_keys(tiny_model_dir, echo_slots, tmp_path):
+    """Never a silent wait: with a 10-minute placement timeout the run must still stop right away."""
+    proc = cli(echo_overrides(tiny_model_dir, echo_slots, tmp_path, trainer__n_gpus_per_node=3,
+                              ray_init__num_cpus=2, trainer__ray_wait_register_center_timeout=600), tmp_path,
+               timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "CPU: the plan needs 3, the cluster has 2" in proc.stderr
+    assert "ranks (actor, rollout, reference, critic colocated): 3 x 1 CPU (trainer.nnodes x trainer.n_gpus_per_node)" \
+        in proc.stderr and "ray_init.num_cpus" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_gigpo_with_dynamic_sampling(ray_cluster, tiny_model_dir, echo_slots, tmp_path):

@@ -5,7 +5,8 @@ The caller has already run ``ray.init``. Each actor runs a :class:`GameSession` 
 their command in the same round, so a step takes as long as the slowest game.
 
 Fault tolerance: when an actor dies (or its game raises) during a step, or does not answer within
-``step_timeout_s`` (``env.step_timeout_s``; all actors of a round share one deadline), the actor is
+``step_timeout_s`` (``env.step_timeout_s``; all actors of a round share one deadline, which starts once
+every actor has started), the actor is
 replaced by a fresh one, that env's episode ends as a failure (``done``, ``won=False``, reward 0,
 ``info["worker_failed"]=True``) and the other envs carry on, so the rollout always completes. A reset
 whose actor died or hung is retried once on a fresh actor; a second failure is an error naming the game.
@@ -65,6 +66,7 @@ class AlfworldEnvs:
         """Load ``games[i]`` into env ``i``; returns (observations, infos)."""
         if len(games) != self.num_envs:
             raise ValueError(f"reset got {len(games)} games for {self.num_envs} envs")
+        self._wait_started([slot.worker for slot in self._slots])
         futures = [slot.worker.reset.remote(game.path) for slot, game in zip(self._slots, games)]
         answered = self._answered(futures)
         for i, (slot, game, future) in enumerate(zip(self._slots, games, futures)):
@@ -73,6 +75,7 @@ class AlfworldEnvs:
             except (RayActorError, GetTimeoutError) as err:
                 logger.warning("ALFWorld worker %d failed during reset (%s); retrying on a new worker", i, err)
                 self._replace_worker(slot)
+                self._wait_started([slot.worker])
                 try:
                     result = ray.get(slot.worker.reset.remote(game.path), timeout=self.step_timeout_s)
                 except GetTimeoutError as again:
@@ -123,6 +126,11 @@ class AlfworldEnvs:
         for slot in self._slots:
             ray.kill(slot.worker, no_restart=True)
         self._slots = []
+
+    @staticmethod
+    def _wait_started(workers: list[Any]) -> None:
+        """Wait until the actors have started (process, imports): start-up is not part of a call's timeout."""
+        ray.get([worker.__ray_ready__.remote() for worker in workers])
 
     def _answered(self, futures: list[Any]) -> set[Any]:
         """The calls that finished within ``step_timeout_s`` (they all started together: one deadline)."""

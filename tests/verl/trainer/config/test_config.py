@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from tests.conftest import REPO_ROOT, trainer_config
-from verl.trainer.config.validate import ConfigError, validate_config
+from verl.trainer.config.validate import ConfigError, inert_settings, validate_config, warn_inert_settings
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 
 # Every key the reference SKILL0 / verl-agent launch scripts set (issue #2), with a typical value.
@@ -126,3 +126,17 @@ def test_cli_missing_model_path_stops_before_training_with_the_fix():
 def test_cli_unknown_key_fails_fast():
     proc = run_cli("trainer.no_such_key=1")
     assert proc.returncode != 0 and "trainer.no_such_key" in proc.stderr
+
+
+def test_settings_without_effect_are_listed_once_at_startup():
+    cfg = trainer_config(["trainer.device=cpu", "actor_rollout_ref.actor.fsdp_config.optimizer_offload=True",
+                          "actor_rollout_ref.ref.fsdp_config.param_offload=True",
+                          "actor_rollout_ref.model.use_remove_padding=True"])
+    inert = inert_settings(cfg)
+    assert [line.split("=")[0] for line in inert] == [
+        "actor_rollout_ref.actor.fsdp_config.optimizer_offload", "actor_rollout_ref.ref.fsdp_config.param_offload",
+        "actor_rollout_ref.model.use_remove_padding"]
+    with pytest.warns(UserWarning, match="no effect in this run") as record:
+        warn_inert_settings(cfg)
+    assert len(record) == 1 and all(line in str(record[0].message) for line in inert)
+    assert inert_settings(trainer_config(["trainer.device=cpu"])) == []
