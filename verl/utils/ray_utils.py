@@ -12,15 +12,19 @@ machine's network address (``services.resolve_ip_for_localhost``) and its GCS an
 all interfaces, unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set, which Ray reads once at import time.
 So for a local start we set that variable for the processes Ray spawns (they inherit it) and switch the
 already imported constant off for the duration of ``ray.init``; nodes are then labelled 127.0.0.1, the
-GCS, raylet and workers listen on 127.0.0.1 only. A driver joining such a cluster (an address on 127.0.0.1)
-needs the same setting, or it looks for a raylet under the network address and waits forever.
+GCS, raylet and workers listen on 127.0.0.1 only. Such a cluster is private to the run that started it (a
+driver from outside would look for its raylet under the network address). Multi-node clusters cannot
+work this way: ``ray start --address`` refuses to join with that variable set, and without it a worker
+node rewrites ``127.0.0.1`` to the network address and cannot reach a loopback-only head. Nodes started
+with ``ray start`` (docs/multinode.md) are therefore labelled, and listen, on the network address even
+when given ``--node-ip-address=127.0.0.1``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Iterator
 
 import ray
@@ -36,11 +40,6 @@ WORKER_ENV_VARS = {"TOKENIZERS_PARALLELISM": "false"}
 def cluster_address(configured: str | None = None) -> str | None:
     """The cluster to join: ``configured`` (``ray_init.address``), else ``$RAY_ADDRESS``, else None."""
     return configured or os.environ.get(ADDRESS_ENV) or None
-
-
-def _on_loopback(address: str) -> bool:
-    host = address.rsplit("://", 1)[-1].rsplit(":", 1)[0]
-    return host in (LOOPBACK, "localhost")
 
 
 @contextmanager
@@ -79,8 +78,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         return
     common = dict(include_dashboard=False, log_to_driver=log_to_driver, runtime_env={"env_vars": WORKER_ENV_VARS})
     if joined is not None:
-        with _loopback_only() if _on_loopback(joined) else nullcontext():
-            ray.init(address=joined, **common)
+        ray.init(address=joined, **common)
         logger.info("joined the Ray cluster at %s: %s", joined, ray.cluster_resources())
         return
     with _loopback_only():

@@ -25,9 +25,10 @@ def merged_weights(actor_dir: Path, out: Path) -> dict[str, torch.Tensor]:
     return AutoModelForCausalLM.from_pretrained(out).state_dict()
 
 
-def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m verl.trainer.main_ppo args`` in a fresh process (it starts or joins Ray itself)."""
     return subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env=env)
 
 
 def test_grpo_raises_the_reward_of_a_tiny_model(ray_cluster, tiny_model_dir, echo_slots, tmp_path):

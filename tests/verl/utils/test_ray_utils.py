@@ -38,14 +38,6 @@ def test_a_local_cluster_is_fresh_and_on_loopback(ray_cluster):
     assert info["cpus"] == 3
 
 
-def test_ray_address_joins_the_cluster_as_it_is(ray_cluster):
-    import ray
-
-    gcs = ray.get_runtime_context().gcs_address
-    info = probe("log_to_driver=False", env={"RAY_ADDRESS": gcs})
-    assert info["gcs"] == gcs and info["cpus"] == ray.cluster_resources()["CPU"]
-
-
 def test_num_cpus_cannot_resize_a_joined_cluster():
     from verl.utils.ray_utils import init_ray
 
