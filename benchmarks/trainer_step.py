@@ -20,9 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from verl.trainer.config.schema import register_schema
+from verl.trainer.config import compose_config
 from verl.trainer.main_ppo import run_ppo
 from verl.utils.fs import REPO_ROOT, cache_dir
 from verl.utils.ray_utils import init_ray
@@ -38,19 +36,23 @@ def echo_slots(out: Path) -> Path:
     return out / "text"
 
 
-def run(model: str, ranks: int, steps: int, group: int, batch: int, work: Path) -> dict:
-    slots = echo_slots(work / "slots")
-    out = work / f"ranks{ranks}"
-    overrides = [
+def echo_overrides(model: str, ranks: int, steps: int, group: int, batch: int, slots: Path, out: Path,
+                   max_steps: int = 2, prompt_length: int = 128) -> list[str]:
+    """A training run on the echo env (no env cost) writing metrics to ``out``."""
+    return [
         "env.env_name=echo", f"actor_rollout_ref.model.path={model}", f"trainer.n_gpus_per_node={ranks}",
         f"data.train_files={slots / 'train.parquet'}", f"data.val_files={slots / 'test.parquet'}",
-        f"data.train_batch_size={batch}", f"env.rollout.n={group}", "env.max_steps=2",
-        "data.max_prompt_length=128", "data.max_response_length=32", f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
+        f"data.train_batch_size={batch}", f"env.rollout.n={group}", f"env.max_steps={max_steps}",
+        f"data.max_prompt_length={prompt_length}", "data.max_response_length=32", f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
         f"trainer.total_training_steps={steps}", "trainer.test_freq=-1", "trainer.save_freq=-1",
         "trainer.val_before_train=False", "trainer.logger=[file]", f"trainer.default_local_dir={out}",
     ]
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "verl/trainer/config"), version_base=None):
-        run_ppo(compose(config_name="ppo_trainer", overrides=overrides))
+
+
+def run(model: str, ranks: int, steps: int, group: int, batch: int, work: Path, device: str = "cpu") -> dict:
+    slots = echo_slots(work / "slots")
+    out = work / f"ranks{ranks}"
+    run_ppo(compose_config(echo_overrides(model, ranks, steps, group, batch, slots, out) + [f"trainer.device={device}"]))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # drop warm-up
     return {
         "seconds_per_step": {p: round(statistics.mean(r[f"timing_s/{p}"] for r in rows), 3) for p in PHASES},
@@ -67,7 +69,6 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
-    register_schema()
     model = args.model or str(build_tiny_model(cache_dir() / "models" / "tiny-qwen2-bench"))
     init_ray(log_to_driver=False)
     results = {}

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import ray
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 # Fixtures shared across test folders (pytest finds fixtures imported into a conftest).
@@ -27,7 +26,6 @@ from tests.agent_system.environments.alfworld_fixtures import alfworld_root, val
 from tests.examples.retrieval_fixtures import bm25_index, dense_index  # noqa: E402,F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "verl" / "trainer" / "config"
 
 
 
@@ -81,11 +79,9 @@ def echo_slots(tmp_path_factory) -> Path:
 
 def trainer_config(overrides: list[str]) -> DictConfig:
     """The trainer config exactly as ``python -m verl.trainer.main_ppo <overrides>`` composes it."""
-    from verl.trainer.config.schema import register_schema
+    from verl.trainer.config import compose_config
 
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="ppo_trainer", overrides=overrides)
+    return compose_config(overrides)
 
 
 def echo_overrides(model: str, slots: Path, out_dir: Path, **extra) -> list[str]:

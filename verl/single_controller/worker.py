@@ -81,9 +81,6 @@ class Worker:
     def peak_memory(self) -> dict[str, int]:
         return peak_memory(self.device)
 
-    def reset_peak_memory(self) -> None:
-        reset_peak_memory(self.device)
-
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()

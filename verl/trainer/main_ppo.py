@@ -21,6 +21,7 @@ from verl.trainer.config.validate import ConfigError, validate_config, warn_iner
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
+from verl.utils.memory_plan import MemoryPlanError, check_plan, plan_for_run, render
 from verl.utils.model import load_tokenizer, resolve_model_path
 from verl.utils.ray_utils import cluster_address, init_ray
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
@@ -85,13 +86,18 @@ class Run:
             roles = {"actor": (ActorRolloutRefWorker, dict(
                 config=config, model_path=model_path, total_training_steps=steps,
                 with_ref=cfg.actor_rollout_ref.actor.use_kl_loss or cfg.algorithm.use_kl_in_reward))}
+            critic_path = None
             if cfg.algorithm.adv_estimator == "gae":
-                roles["critic"] = (CriticWorker, dict(config=config, model_path=resolve_model_path(cfg.critic.model.path),
+                critic_path = resolve_model_path(cfg.critic.model.path, "critic.model.path")
+                roles["critic"] = (CriticWorker, dict(config=config, model_path=critic_path,
                                                       total_training_steps=steps, seed=cfg.trainer.seed))
             self.pool = RankPool(roles, world_size, cfg.trainer.device, cfg.trainer.ray_wait_register_center_timeout,
                                  cpus_per_rank=RANK_CPUS)
             print(f"ranks placed on one placement group of {world_size} x {self.pool.bundle}: "
                   f"{self.pool.placement()}", flush=True)
+            plan = plan_for_run(cfg, model_path, critic_path, min(self.pool.execute_all("device_memory")))
+            print(render(plan), flush=True)
+            check_plan(plan, cfg.trainer.strict_memory_plan)
             self.envs.train = make_env_manager(cfg.env, "train", sizes["train"])
             self.envs.val = make_env_manager(cfg.env, "val", sizes["val"])
             for role in roles:
@@ -124,7 +130,7 @@ def run_ppo(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run = Run(cfg)
-    except (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall) as err:  # bad config/data/cluster
+    except (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall, MemoryPlanError) as err:  # no traceback
         print(f"SkillZero could not start: {err}", file=sys.stderr)
         sys.exit(2)
     try:

@@ -98,8 +98,8 @@ class ActorRolloutRefWorker:
         trust = arr.model.trust_remote_code
         self.tokenizer = load_tokenizer(self.model_path, trust_remote_code=trust)
         self.hf_config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust)
-        checkpoint = weight_sync.read_on_rank0(AutoModelForCausalLM, self.model_path, TRAIN_DTYPE,
-                                               trust_remote_code=trust)
+        # in the checkpoint's own dtype (bf16 for Qwen2.5: half the host RAM); the shards are fp32 either way
+        checkpoint = weight_sync.read_on_rank0(AutoModelForCausalLM, self.model_path, "auto", trust_remote_code=trust)
         fsdp = arr.actor.fsdp_config
         module = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device, fsdp.param_offload,
                                 arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)

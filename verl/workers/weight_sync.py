@@ -37,8 +37,11 @@ class Rank0Checkpoint:
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def read_on_rank0(model_cls, path: str, dtype: torch.dtype, **kwargs) -> Rank0Checkpoint:
-    """``model_cls.from_pretrained(path)`` on rank 0 (kept as tensors, the module dropped); empty elsewhere."""
+def read_on_rank0(model_cls, path: str, dtype: torch.dtype | str, **kwargs) -> Rank0Checkpoint:
+    """``model_cls.from_pretrained(path)`` on rank 0 (kept as tensors, the module dropped); empty elsewhere.
+
+    With ``dtype="auto"`` the tensors keep the checkpoint's dtype: :func:`load_into_shards` casts each one
+    into the fp32 shards as it arrives (exact for bf16/fp16), so rank 0 never holds a full fp32 copy."""
     if dist.get_rank() != 0:
         return Rank0Checkpoint()
     model = model_cls.from_pretrained(path, dtype=dtype, **kwargs)

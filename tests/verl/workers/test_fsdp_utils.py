@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from verl.workers.fsdp_utils import optimizer_state_devices, optimizer_state_on, place_optimizer_state
@@ -44,3 +45,20 @@ def test_placing_keeps_values_and_shapes():
     for p, state in optimizer.state.items():
         for k, v in state.items():
             assert torch.equal(v, before[id(p)][k])
+
+
+@pytest.mark.gpu
+def test_offloaded_state_round_trips_between_gpu_and_host():
+    model = torch.nn.Linear(4, 3).to(GPU)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(2, 4, device=GPU)).sum().backward()
+    optimizer.step()
+    step_device, rest_device = optimizer_state_devices(GPU, param_offload=False, optimizer_offload=True)
+    place_optimizer_state(optimizer, rest_device)
+    moments = [v for s in optimizer.state.values() for k, v in s.items() if k != "step"]
+    assert all(v.device == CPU for v in moments)
+    with optimizer_state_on(optimizer, step_device, rest_device):
+        assert all(v.device.type == "cuda" for s in optimizer.state.values() for k, v in s.items() if k != "step")
+        model(torch.ones(2, 4, device=GPU)).sum().backward()
+        optimizer.step()  # Adam steps with its moments on the GPU
+    assert all(v.device == CPU for s in optimizer.state.values() for k, v in s.items() if k != "step")

@@ -284,6 +284,7 @@ class TrainerConfig:
     max_actor_ckpt_to_keep: Optional[int] = MISSING
     max_critic_ckpt_to_keep: Optional[int] = MISSING
     ray_wait_register_center_timeout: int = MISSING
+    strict_memory_plan: bool = MISSING  # stop at start-up when the memory plan exceeds the device (else warn)
 
 
 @dataclass
