@@ -95,6 +95,7 @@ def test_gae_critic_with_kl_loss_and_kl_in_reward_on_one_bundle_per_rank(tiny_mo
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Ray resource plan: 2 CPU, 0 GPU" in proc.stdout
     assert "ranks placed on one placement group of 2 x {'CPU': 1.0}" in proc.stdout
+    assert "memory plan per rank (2 ranks, cpu" in proc.stdout and "fits" in proc.stdout
     first, second = read_metrics(tmp_path)
     assert "critic/vf_loss" in first and "actor/pg_loss" not in first  # critic warm-up: no actor update yet
     assert "actor/kl_loss" in second and "critic/values/mean" in second
