@@ -1,7 +1,8 @@
 """Turn a sharded FSDP actor checkpoint into a Hugging Face model folder for release.
 
     python scripts/model_merger.py merge --backend fsdp \
-        --local_dir checkpoints/<project>/<experiment>/global_step_N/actor --target_dir OUT [--dtype bfloat16]
+        --local_dir checkpoints/<project>/<experiment>/global_step_N/actor --target_dir OUT [--dtype bfloat16] \
+        [--trust_remote_code]
 
 ``local_dir`` is what the trainer writes: ``dcp/`` (torch.distributed.checkpoint shards of every rank)
 and ``huggingface/`` (config, generation config, tokenizer). Only the model weights are read (not the
@@ -14,6 +15,7 @@ then reproduces the trained actor's logits.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,14 +33,17 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def load_merged_model(local_dir: Path) -> torch.nn.Module:
+def load_merged_model(local_dir: Path, trust_remote_code: bool = False) -> torch.nn.Module:
     hf_dir, dcp_dir = local_dir / "huggingface", local_dir / "dcp"
     if not (hf_dir / "config.json").exists() or not (dcp_dir / ".metadata").exists():
         fail(f"{local_dir} is not an actor checkpoint folder (need huggingface/config.json and dcp/.metadata); "
              "pass --local_dir <default_local_dir>/global_step_N/actor")
-    config = AutoConfig.from_pretrained(hf_dir)
+    if "auto_map" in json.loads((hf_dir / "config.json").read_text()) and not trust_remote_code:
+        fail(f"{hf_dir / 'config.json'} names model code shipped in the folder (auto_map); "
+             "pass --trust_remote_code if you trust that code (as actor_rollout_ref.model.trust_remote_code did)")
+    config = AutoConfig.from_pretrained(hf_dir, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=trust_remote_code)
     model.to_empty(device="cpu")
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=str(dcp_dir), no_dist=True)  # fills the tensors in place
@@ -46,12 +51,12 @@ def load_merged_model(local_dir: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype) -> None:
-    model = load_merged_model(local_dir).to(dtype)
+def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype, trust_remote_code: bool = False) -> None:
+    model = load_merged_model(local_dir, trust_remote_code).to(dtype)
     hf_dir = local_dir / "huggingface"
     with atomic_dir(target_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(hf_dir).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=trust_remote_code).save_pretrained(tmp)
         if (hf_dir / "generation_config.json").exists():
             GenerationConfig.from_pretrained(hf_dir).save_pretrained(tmp)
     print(f"merged {local_dir} -> {target_dir}")
@@ -65,10 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--local_dir", required=True, type=Path, help=".../global_step_N/actor")
     m.add_argument("--target_dir", required=True, type=Path, help="output Hugging Face folder")
     m.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
+    m.add_argument("--trust_remote_code", action="store_true",
+                   help="for models whose code ships in their folder (as actor_rollout_ref.model.trust_remote_code)")
     args = parser.parse_args(argv)
     if args.backend != "fsdp":
         fail(f"--backend {args.backend} is not supported; SkillZero writes FSDP checkpoints (--backend fsdp)")
-    merge(args.local_dir.expanduser(), args.target_dir.expanduser(), DTYPES[args.dtype])
+    merge(args.local_dir.expanduser(), args.target_dir.expanduser(), DTYPES[args.dtype], args.trust_remote_code)
 
 
 if __name__ == "__main__":
