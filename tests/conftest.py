@@ -53,6 +53,14 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_vl_model_dir(tmp_path_factory) -> str:
+    """A tiny random Qwen2.5-VL (``python -m verl.utils.tiny_model DIR --vision``)."""
+    from verl.utils.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2.5-vl", vision=True))
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the whole session (started on first use, stopped at exit)."""
     if not ray.is_initialized():

@@ -9,7 +9,7 @@ per-episode memory. The rollout loop (``agent_system.multi_turn_rollout``) only 
     obs, rewards, dones, infos = manager.step(texts)   # one text (or None) per env
 
 ``obs`` is an :class:`Observation` dict: ``text`` (the full prompt text for each env), ``image``
-(``None`` in text mode, else one image per env) and ``anchor`` (the raw environment observation
+(``None`` in text mode, else one ``uint8`` (height, width, 3) history image per env) and ``anchor`` (the raw environment observation
 without history; GiGPO groups step samples by it).
 
 Reset kwargs: every dict carries ``"seed"`` (an int; group copies get the same seed and therefore
@@ -76,6 +76,11 @@ class EnvironmentManagerBase(ABC):
     def metric_tags(self, env_idx: int) -> list[str]:
         """Tags under which this episode's success is also reported (``<tag>_success_rate``)."""
         return [self.task_category(env_idx)]
+
+    def rollout_stats(self) -> dict[str, float]:
+        """Statistics of the episodes since the last reset (e.g. ``ocr/*`` rendering time), read by the
+        rollout loop when a batch of episodes ends; none by default."""
+        return {}
 
     def close(self) -> None:
         """Release workers; safe to call twice."""
