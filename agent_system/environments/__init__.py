@@ -24,7 +24,14 @@ def env_family(env_name: str) -> str:
     return family
 
 
-def make_env_manager(env_cfg: Any, split: str, num_envs: int) -> EnvironmentManagerBase:
-    """Build the manager for ``split`` ('train' | 'val' | 'test') with ``num_envs`` parallel episodes."""
-    module = importlib.import_module(_MANAGERS[env_family(env_cfg.env_name)])
+def make_env_manager(env_cfg: Any, split: str, num_envs: int, ocr_cfg: Any = None) -> EnvironmentManagerBase:
+    """Build the manager for ``split`` ('train' | 'val' | 'test') with ``num_envs`` parallel episodes;
+    with ``ocr_cfg.use_ocr`` (the ``ocr`` config section) in visual mode."""
+    family = env_family(env_cfg.env_name)
+    module = importlib.import_module(_MANAGERS[family])
+    if ocr_cfg is not None and ocr_cfg.use_ocr:
+        from agent_system.environments.visual import VisualContext
+
+        visual = VisualContext.from_config(ocr_cfg, family, num_envs)
+        return module.make_manager(env_cfg, split=split, num_envs=num_envs, visual=visual)
     return module.make_manager(env_cfg, split=split, num_envs=num_envs)

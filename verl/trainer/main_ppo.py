@@ -21,6 +21,7 @@ from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.model import load_tokenizer, resolve_model_path
+from verl.utils.vision import VisionPrompt, require_vision_model
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
@@ -44,6 +45,10 @@ class Run:
         validate_config(cfg)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
         tokenizer = load_tokenizer(model_path)
+        vision = None
+        if cfg.ocr.use_ocr:  # visual mode: a Qwen2.5-VL policy reads the history as an image
+            require_vision_model(model_path)
+            vision = VisionPrompt.from_pretrained(tokenizer, model_path)
         train_tasks = load_task_slots(cfg.data.train_files, "data.train_files")
         val_tasks = load_task_slots(cfg.data.val_files, "data.val_files")
         test_tasks = load_task_slots(cfg.data.test_files, "data.test_files") if cfg.data.test_files else val_tasks
@@ -56,8 +61,8 @@ class Run:
             ray.init(num_cpus=cfg.ray_init.num_cpus or ray_cpus_needed(cfg, world_size), include_dashboard=False,
                      runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
         self.envs = Envs(
-            train=make_env_manager(cfg.env, "train", cfg.data.train_batch_size * cfg.env.rollout.n),
-            val=make_env_manager(cfg.env, "val", min(cfg.data.val_batch_size, len(val_tasks))),
+            train=make_env_manager(cfg.env, "train", cfg.data.train_batch_size * cfg.env.rollout.n, cfg.ocr),
+            val=make_env_manager(cfg.env, "val", min(cfg.data.val_batch_size, len(val_tasks)), cfg.ocr),
         )
         self.actor_wg = self.critic_wg = None
         try:
@@ -78,7 +83,9 @@ class Run:
             raise
         self.trainer = RayPPOTrainer(
             cfg, tokenizer, self.actor_wg, self.critic_wg, self.envs, loader, val_tasks, test_tasks, steps, skills,
-            make_test_envs=lambda: make_env_manager(cfg.env, "test", min(cfg.data.val_batch_size, len(test_tasks))))
+            make_test_envs=lambda: make_env_manager(cfg.env, "test", min(cfg.data.val_batch_size, len(test_tasks)),
+                                                    cfg.ocr),
+            vision=vision)
 
     def close(self) -> None:
         for manager in (self.envs.train, self.envs.val, self.envs.test):

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
 from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_tag
 from agent_system.multi_turn_rollout.rollout_loop import RolloutResult, TrajectoryCollector
+from agent_system.reward_manager.compression import CompressionReward
 from agent_system.reward_manager.episode import EpisodeRewardManager
 from verl.protocol import DataProto
 from verl.single_controller import RayWorkerGroup
@@ -47,7 +48,7 @@ class RayPPOTrainer:
     def __init__(self, cfg: DictConfig, tokenizer: Any, actor_wg: RayWorkerGroup, critic_wg: RayWorkerGroup | None,
                  envs: Envs, train_loader: TaskSlotLoader, val_tasks: list[dict], test_tasks: list[dict],
                  total_training_steps: int, skills: Any = None,
-                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None):
+                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None, vision: Any = None):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.actor_wg = actor_wg
@@ -62,12 +63,15 @@ class RayPPOTrainer:
         self.global_step = 0
         self.group_n = cfg.env.rollout.n
         self.reward_fn = EpisodeRewardManager()
+        ocr = cfg.ocr  # visual mode: the agent-chosen compression earns a bonus (docs/visual.md)
+        self.compression_reward = (CompressionReward.from_config(ocr)
+                                   if ocr.use_ocr and ocr.agent_select_compression.enable else None)
         kl = cfg.algorithm.kl_ctrl
         self.kl_ctrl = (core_algos.AdaptiveKLController(kl.kl_coef, kl.target_kl, kl.horizon) if kl.type == "adaptive"
                         else core_algos.FixedKLController(kl.kl_coef))
         log_dir = f"{cfg.trainer.default_local_dir}/rollouts" if cfg.trainer.log_prompts else None
         self.collector = TrajectoryCollector(tokenizer, cfg.data.max_prompt_length, cfg.data.truncation,
-                                             cfg.env.max_steps, log_dir)
+                                             cfg.env.max_steps, log_dir, vision)
         self.ckpt = CheckpointManager(cfg.trainer.default_local_dir, cfg.trainer.max_actor_ckpt_to_keep,
                                       cfg.trainer.max_critic_ckpt_to_keep)
         self.tracker: Tracking | None = None
@@ -187,6 +191,9 @@ class RayPPOTrainer:
 
     def _compute_rewards(self, batch: DataProto) -> None:
         scores = self.reward_fn(batch)
+        if self.compression_reward is not None:
+            bonus = self.compression_reward.bonus(batch, self.global_step)
+            scores = scores + core_algos.place_reward_on_last_token(bonus, batch.batch["response_mask"])
         actor = self.cfg.actor_rollout_ref.actor
         if actor.use_invalid_action_penalty:
             scores, _ = core_algos.invalid_action_penalty(
