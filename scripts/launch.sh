@@ -3,7 +3,8 @@
 #   bash scripts/launch.sh <alfworld|search> <skillzero|grpo|static> <model path or hub id> [hydra overrides...]
 # GRPO, group 8, lr 1e-6, no KL, max response 512, 180 steps, test/save every 10, 4 GPUs,
 # validation temperature 0.4. ALFWorld: 16 tasks/step, schedule [6,3,0]. Search: 128 tasks/step, [5,3,0].
-# Environment variables: N_GPUS (4), DATA_DIR (~/data), ROLLOUT (hf; vllm once its engine lands), DEVICE (cuda).
+# Environment variables: N_GPUS (4), DATA_DIR (~/data), ROLLOUT (hf; vllm once its engine lands), DEVICE (cuda),
+# VISUAL (0; 1 = the reference's visual runs: history rendered as an image for Qwen2.5-VL, see below).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ENV_NAME=${1:?env: alfworld or search}
@@ -48,6 +49,22 @@ case "$METHOD" in
   *) echo "unknown method '$METHOD' (skillzero | grpo | static)" >&2; exit 2 ;;
 esac
 
+# ---- visual context (AgentOCR mode, docs/visual.md): VISUAL=1 gives the reference's visual runs ----
+# History rendered as an image (ALFWorld: 32 render workers, font 10, width 392; Search: 64, font 12,
+# width 560), agent-chosen compression rewarded with 0.01 x ln(c) every 8 steps. Needs a Qwen2.5-VL model.
+VISUAL_ARGS=()
+if [ "${VISUAL:-0}" = 1 ]; then
+  case "$ENV_NAME" in
+    alfworld) OCR=(ocr.max_workers=32 ocr.font_size=10 ocr.max_width=392) ;;
+    search)   OCR=(ocr.max_workers=64 ocr.font_size=12 ocr.max_width=560) ;;
+  esac
+  VISUAL_ARGS=(ocr.use_ocr=True ocr.use_parallel=True "${OCR[@]}" ocr.agent_select_compression.enable=True
+    ocr.agent_select_compression.compression_reward_coef=0.01
+    ocr.agent_select_compression.compression_reward_every_n_steps=8)
+  EXPERIMENT="${EXPERIMENT}_visual"
+fi
+# ---- end of the visual block ----
+
 python -m verl.trainer.main_ppo \
   algorithm.adv_estimator=grpo algorithm.use_kl_in_reward=False \
   actor_rollout_ref.model.path="$MODEL" \
@@ -60,7 +77,7 @@ python -m verl.trainer.main_ppo \
   actor_rollout_ref.rollout.val_kwargs.do_sample=True actor_rollout_ref.rollout.val_kwargs.temperature=0.4 \
   actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=32 \
   data.max_response_length=512 env.rollout.n=8 env.seed=0 \
-  "${ENV_ARGS[@]}" "${SKILL_ARGS[@]}" \
+  "${ENV_ARGS[@]}" "${SKILL_ARGS[@]}" "${VISUAL_ARGS[@]}" \
   trainer.device="${DEVICE:-cuda}" trainer.n_gpus_per_node="$N_GPUS" trainer.nnodes=1 \
   trainer.total_training_steps=180 trainer.test_freq=10 trainer.save_freq=10 \
   trainer.val_before_train=True trainer.test_after_train=True \

@@ -32,6 +32,34 @@ def test_skillzero_scripts_use_the_reference_hyperparameters(tmp_path, env_name,
     assert cfg["trainer"]["total_training_steps"] == 180 and cfg["trainer"]["test_freq"] == 10
     assert cfg["actor_rollout_ref"]["model"]["path"] == "/models/qwen"
     assert (tmp_path / "data").exists()  # task slots were prepared
+    assert_reference_visual_run(cfg, env_name)  # SKILL0 as published trains Qwen2.5-VL on rendered history
+
+
+# The reference's visual settings per environment: (render workers, font size, width).
+OCR_REFERENCE = {"alfworld": (32, 10, 392), "search": (64, 12, 560)}
+
+
+def assert_reference_visual_run(cfg: dict, env_name: str) -> None:
+    ocr = cfg["ocr"]
+    assert ocr["use_ocr"] and (ocr["max_workers"], ocr["font_size"], ocr["max_width"]) == OCR_REFERENCE[env_name]
+    compression = ocr["agent_select_compression"]
+    assert compression["enable"] and compression["compression_reward_coef"] == 0.01
+    assert compression["compression_reward_every_n_steps"] == 8
+
+
+def test_agentocr_baseline_and_text_variant(tmp_path):
+    agentocr = composed("train_alfworld_agentocr_3b.sh", tmp_path)
+    assert_reference_visual_run(agentocr, "alfworld")
+    assert not agentocr["env"]["curriculum_learning"]["enable"] and not agentocr["env"]["use_skill"]
+    text = composed("train_search_skillzero_text_7b.sh", tmp_path)
+    assert not text["ocr"]["use_ocr"] and text["env"]["curriculum_learning"]["max_set_schedule"] == [5, 3, 0]
+
+
+def test_default_models_are_qwen25_vl_for_visual_runs():
+    scripts = REPO_ROOT / "scripts"
+    assert "Qwen/Qwen2.5-VL-3B-Instruct" in (scripts / "train_alfworld_skillzero_3b.sh").read_text()
+    assert "Qwen/Qwen2.5-VL-7B-Instruct" in (scripts / "train_search_agentocr_7b.sh").read_text()
+    assert "Qwen/Qwen2.5-7B-Instruct" in (scripts / "train_search_skillzero_text_7b.sh").read_text()
 
 
 def test_baselines_and_overrides(tmp_path):
