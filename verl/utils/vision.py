@@ -137,6 +137,19 @@ class VisionInputs:
         return {**pixels, "mm_token_type_ids": (input_ids == self.image_pad_id).int()}
 
 
+def multimodal_inputs(vision: VisionInputs | None, images: Sequence[np.ndarray] | None,
+                      input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A micro-batch's image inputs ({} without images); images without a vision model, or image tokens
+    without images, are errors rather than a silently different model input."""
+    if images is None:
+        if vision is not None and bool((input_ids == vision.image_pad_id).any()):
+            raise ValueError("the batch has image tokens but no images (non_tensor_batch['images'] is missing)")
+        return {}
+    if vision is None:
+        raise ValueError("the batch carries images but the policy is not a vision model")
+    return vision.model_inputs(images, input_ids)
+
+
 def mrope_position_ids(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        image_grid_thw: torch.Tensor, mm_token_type_ids: torch.Tensor) -> torch.Tensor:
     """(4, B, L) position ids: text positions (pads 0) then the model's temporal/height/width RoPE ids."""

@@ -23,7 +23,7 @@ import torch
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, trim_left_padding
-from verl.utils.vision import VisionInputs, mrope_position_ids
+from verl.utils.vision import VisionInputs, mrope_position_ids, multimodal_inputs
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
 
 
@@ -43,12 +43,8 @@ def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], dev
     ``images`` (one per row) need ``vision``: pixels and multimodal RoPE ids are added."""
     t = batch["responses"].shape[1]
     inputs = trim_left_padding(batch, device)
-    if images is None and vision is not None and bool((inputs["input_ids"] == vision.image_pad_id).any()):
-        raise ValueError("the batch has image tokens but no images (non_tensor_batch['images'] is missing)")
-    if images is not None:
-        if vision is None:
-            raise ValueError("the batch carries images but the policy is not a vision model")
-        extra = vision.model_inputs(images, inputs["input_ids"])
+    extra = multimodal_inputs(vision, images, inputs["input_ids"])
+    if extra:
         inputs["position_ids"] = mrope_position_ids(module, inputs["input_ids"], inputs["attention_mask"],
                                                     extra["image_grid_thw"], extra.pop("mm_token_type_ids"))
         inputs.update(extra)

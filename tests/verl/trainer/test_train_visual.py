@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from agent_system.environments.env_package.alfworld.games import unpack_shared_data
 from tests.conftest import REPO_ROOT
+from verl.utils.model import load_causal_lm
+from verl.utils.vision import load_image_processor
 
 COMMON = [
     "env.rollout.n=2", "data.train_batch_size=1", "data.val_batch_size=1", "data.max_prompt_length=4096",
     "data.max_response_length=8", "actor_rollout_ref.actor.ppo_mini_batch_size=1",
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2", "actor_rollout_ref.rollout.micro_batch_size=8",
-    "trainer.total_training_steps=2", "trainer.save_freq=-1", "trainer.logger=[file]", "trainer.val_before_train=False",
+    "trainer.total_training_steps=2", "trainer.logger=[file]", "trainer.val_before_train=False",
     "ocr.use_ocr=True", "ocr.font_size=10", "ocr.max_width=196", "ocr.use_parallel=False",
 ]
 COMPRESSION = ["ocr.agent_select_compression.enable=True",
@@ -62,13 +65,20 @@ def test_alfworld_visual_training(tiny_vl_model_dir, tmp_path, compression):
         f"env.curriculum_learning.skill_mapping_file={REPO_ROOT / 'skills/alfworld/skill_mapping.json'}",
         "trainer.test_freq=1"]
     metrics = cli([
-        *COMMON, *(curriculum if compression else ["trainer.test_freq=-1"]),
+        *COMMON, *(curriculum if compression else ["trainer.test_freq=-1", "trainer.save_freq=2"]),
         f"actor_rollout_ref.model.path={tiny_vl_model_dir}", "env.env_name=alfworld/AlfredTWEnv",
         f"env.alfworld.data_path={unpack_shared_data()}", "env.max_steps=2", "env.history_length=2",
         f"data.train_files={slots / 'train.parquet'}", f"data.val_files={slots / 'test.parquet'}",
         f"trainer.default_local_dir={tmp_path / 'run'}", "trainer.log_prompts=True",
     ], tmp_path)
     check_visual_metrics(metrics, compression)
+    if not compression:  # the trained VL actor merges into a release folder that loads with its image processor
+        release = tmp_path / "release"
+        subprocess.run([sys.executable, str(REPO_ROOT / "scripts/model_merger.py"), "merge", "--backend", "fsdp",
+                        "--local_dir", str(tmp_path / "run/global_step_2/actor"), "--target_dir", str(release)],
+                       check=True, capture_output=True)
+        assert type(load_causal_lm(str(release), torch.float32)).__name__ == "Qwen2_5_VLForConditionalGeneration"
+        load_image_processor(str(release))
     if compression:
         budgets = {m["step"]: m["val/curriculum/max_set"] for m in metrics if "val/curriculum/max_set" in m}
         assert budgets == {1: 1, 2: 0}

@@ -17,7 +17,7 @@ import torch
 
 from verl.protocol import DataProto
 from verl.utils.torch_functional import trim_left_padding
-from verl.utils.vision import VisionInputs
+from verl.utils.vision import VisionInputs, multimodal_inputs
 from verl.workers.rollout.base import RolloutEngine
 
 
@@ -54,12 +54,7 @@ class HFRollout(RolloutEngine):
         for micro in prompts.split(self.micro_batch_size):
             inputs = trim_left_padding(micro.batch, self.device, keys=("input_ids", "attention_mask"))
             ids, attn = inputs["input_ids"], inputs["attention_mask"]
-            if "images" in micro.non_tensor_batch:
-                if self.vision is None:
-                    raise ValueError("prompts carry images but the policy is not a vision model")
-                kwargs_mm = self.vision.model_inputs(micro.non_tensor_batch["images"], ids)
-            else:
-                kwargs_mm = {}
+            kwargs_mm = multimodal_inputs(self.vision, micro.non_tensor_batch.get("images"), ids)
             gen = self.model.generate(
                 input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length, **kwargs_mm,
                 eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id, use_cache=True, **kwargs,
