@@ -160,21 +160,31 @@ def ocr_problems(cfg: DictConfig) -> list[str]:
 
 
 def ocr_warnings(cfg: DictConfig) -> list[str]:
-    """``ocr.*`` settings that are accepted but change nothing in this run."""
+    """``ocr.*`` settings changed from their defaults that change nothing in this run."""
     ocr, out = cfg.ocr, []
-    compression = ocr.agent_select_compression
-    if compression.compression_factor_max != COMPRESSION_FACTOR_MAX_DEFAULT:
+    defaults = _flat(OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("ppo_trainer.yaml")).ocr))
+    changed = sorted(k for k, v in _flat(OmegaConf.to_container(ocr)).items() if v != defaults.get(k))
+    if "ocr.agent_select_compression.compression_factor_max" in changed:
         out.append("ocr.agent_select_compression.compression_factor_max is accepted for compatibility but unused "
                    "(as in the reference): the compression factor is always clamped to [1, 5]")
-    if not ocr.use_ocr:
-        defaults = OmegaConf.load(Path(__file__).with_name("ppo_trainer.yaml")).ocr
-        changed = sorted(k for k, v in _flat(OmegaConf.to_container(ocr)).items()
-                         if v != _flat(OmegaConf.to_container(defaults)).get(k))
-        if changed:
-            out.append(f"ocr.use_ocr=False, so these ocr settings change nothing: {', '.join(changed)}")
-    elif not compression.enable and (compression.compression_reward_coef or compression.compression_failure_penalty_coef):
-        out.append("ocr.agent_select_compression.enable=False: the compression reward coefficients change nothing")
+    idle = {  # key prefix -> why it changes nothing here (None: it matters)
+        "ocr.": None if ocr.use_ocr else "ocr.use_ocr=False",
+        "ocr.agent_select_compression.compression_": None if compression_on(ocr) else
+        "ocr.agent_select_compression.enable=False",
+        "ocr.compact_mode.symbol": None if ocr.compact_mode.enable else "ocr.compact_mode.enable=False",
+        "ocr.max_workers": None if ocr.use_parallel else "ocr.use_parallel=False",
+    }
+    reported = {"ocr.use_ocr", "ocr.agent_select_compression.compression_factor_max"}
+    for prefix, reason in idle.items():
+        keys = [k for k in changed if k.startswith(prefix) and k not in reported]
+        if reason is not None and keys:
+            out.append(f"{reason}, so these ocr settings change nothing: {', '.join(keys)}")
+            reported.update(keys)
     return out
+
+
+def compression_on(ocr: DictConfig) -> bool:
+    return bool(ocr.use_ocr and ocr.agent_select_compression.enable)
 
 
 def _flat(tree: dict, prefix: str = "ocr.") -> dict:
