@@ -35,7 +35,7 @@ VISUAL_KEYS = ("rollout/visual_tokens_per_step", "rollout/text_tokens_per_step",
 
 def cli(args: list[str], cwd: Path) -> list[dict]:
     proc = subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=1100)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = Path(next(a.split("=", 1)[1] for a in args if a.startswith("trainer.default_local_dir=")))
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
