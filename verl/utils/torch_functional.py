@@ -121,7 +121,8 @@ def last_valid_index(response_mask_BT: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, positions_T, -1).argmax(dim=-1)
 
 
-def place_reward_on_last_token(reward_B: torch.Tensor | Sequence[float], response_mask_BT: torch.Tensor) -> torch.Tensor:
+def place_reward_on_last_token(reward_B: torch.Tensor | Sequence[float],
+                               response_mask_BT: torch.Tensor) -> torch.Tensor:
     """float32 (B, T) scores: each sample's reward on its last valid response token, 0 elsewhere.
 
     Shared by the reward manager (``agent_system``) and the invalid-action penalty (``core_algos``).

@@ -146,9 +146,9 @@ def test_gigpo_episode_statistics_per_trajectory_on_request():
 def _reference_gigpo(episode_rewards, step_returns, anchors, traj, w, mode):
     n = len(anchors)
     mask = torch.ones(n, 1)
-    adv, _ = ca.compute_gigpo_outcome_advantage(torch.tensor(episode_rewards).unsqueeze(-1), torch.as_tensor(step_returns),
-                                                mask, np.array(anchors, dtype=object), np.array(["task"] * n),
-                                                np.array(traj), step_advantage_w=w, mode=mode)
+    adv, _ = ca.compute_gigpo_outcome_advantage(torch.tensor(episode_rewards).unsqueeze(-1),
+                                                torch.as_tensor(step_returns), mask, np.array(anchors, dtype=object),
+                                                np.array(["task"] * n), np.array(traj), step_advantage_w=w, mode=mode)
     return adv.squeeze(-1)
 
 
