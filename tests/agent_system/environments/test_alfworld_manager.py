@@ -126,6 +126,21 @@ def test_malformed_outputs_are_invalid_and_never_crash_a_worker(manager):
     assert dones.all() and all(info["won"] and info["is_action_valid"] for info in infos)
 
 
+def test_repeated_action_tags_execute_nothing(manager):
+    """As the reference: the output is invalid and the game gets the empty command, so its state stays."""
+    _, start_infos = manager.reset([{"seed": 0}] * 3)
+    first = _plan(manager, 0)[0]
+    repeated = [f"<think>go</think><action>{first}</action><action>{first}</action>",
+                f"<think>go</think><action>{first}</action></action>"]
+    obs, rewards, dones, infos = manager.step([*repeated, _act(first)])
+    assert [info["is_action_valid"] for info in infos] == [False, False, True]
+    assert obs["anchor"][:2] == ["Nothing happens."] * 2 and obs["anchor"][2] != "Nothing happens."
+    assert infos[0]["admissible_commands"] == infos[1]["admissible_commands"] == start_infos[0]["admissible_commands"]
+    assert infos[2]["admissible_commands"] != start_infos[0]["admissible_commands"]
+    assert "[Action]: \n" in obs["text"][0] and f"[Action]: {first}" in obs["text"][2]  # the memory too
+    assert not dones.any() and not rewards.any()
+
+
 def test_killed_worker_is_replaced_and_its_episode_fails(manager):
     plans = [_plan(manager, s) for s in (4, 5, 6)]
     manager.reset([{"seed": s} for s in (4, 5, 6)])

@@ -189,7 +189,7 @@ class RayPPOTrainer:
         scores = self.reward_fn(batch)
         actor = self.cfg.actor_rollout_ref.actor
         if actor.use_invalid_action_penalty:
-            scores, _ = core_algos.invalid_action_penalty(
+            scores, batch.batch["invalid_action_penalty"] = core_algos.invalid_action_penalty(
                 scores, batch.batch["response_mask"], batch.non_tensor_batch["is_action_valid"].astype(bool),
                 actor.invalid_action_penalty_coef)
         batch.batch["token_level_scores"] = scores
@@ -217,7 +217,8 @@ class RayPPOTrainer:
                 rewards, mask, nt["uid"], nt["traj_uid"], norm_adv_by_std_in_grpo=alg.norm_adv_by_std_in_grpo)
         elif name == "gigpo":
             step_returns = core_algos.compute_step_discounted_returns(
-                nt["step_reward"].astype(float), nt["traj_uid"], nt["step_id"].astype(int), alg.gamma)
+                nt["step_reward"].astype(float), nt["traj_uid"], nt["step_id"].astype(int), alg.gamma,
+                step_penalty_B=b.get("invalid_action_penalty"))
             adv, ret = core_algos.compute_gigpo_outcome_advantage(
                 rewards, step_returns, mask, nt["anchor_obs"], nt["uid"], nt["traj_uid"],
                 step_advantage_w=alg.gigpo.step_advantage_w, mode=alg.gigpo.mode,
