@@ -19,6 +19,7 @@ from verl.trainer.config.schema import register_schema
 from verl.trainer.config.validate import ConfigError, validate_config
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
+from verl.utils.checkpoint import CheckpointManager
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.model import load_tokenizer, resolve_model_path
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
@@ -42,6 +43,8 @@ class Run:
 
     def __init__(self, cfg: DictConfig):
         validate_config(cfg)
+        t = cfg.trainer  # which checkpoint to resume from is settled before anything starts
+        resume_from = CheckpointManager(t.default_local_dir).resume_path(t.resume_mode, t.resume_from_path)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
         tokenizer = load_tokenizer(model_path)
         train_tasks = load_task_slots(cfg.data.train_files, "data.train_files")
@@ -78,7 +81,8 @@ class Run:
             raise
         self.trainer = RayPPOTrainer(
             cfg, tokenizer, self.actor_wg, self.critic_wg, self.envs, loader, val_tasks, test_tasks, steps, skills,
-            make_test_envs=lambda: make_env_manager(cfg.env, "test", min(cfg.data.val_batch_size, len(test_tasks))))
+            make_test_envs=lambda: make_env_manager(cfg.env, "test", min(cfg.data.val_batch_size, len(test_tasks))),
+            resume_from=resume_from)
 
     def close(self) -> None:
         for manager in (self.envs.train, self.envs.val, self.envs.test):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -47,7 +48,7 @@ class RayPPOTrainer:
     def __init__(self, cfg: DictConfig, tokenizer: Any, actor_wg: RayWorkerGroup, critic_wg: RayWorkerGroup | None,
                  envs: Envs, train_loader: TaskSlotLoader, val_tasks: list[dict], test_tasks: list[dict],
                  total_training_steps: int, skills: Any = None,
-                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None):
+                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None, resume_from: Path | None = None):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.actor_wg = actor_wg
@@ -59,6 +60,7 @@ class RayPPOTrainer:
         self.total_training_steps = total_training_steps
         self.skills = skills  # skill_schedule.StaticSkills | CurriculumSkills | None (no skills)
         self.make_test_envs = make_test_envs
+        self.resume_from = resume_from  # the checkpoint to resume from (CheckpointManager.resume_path), None = fresh
         self.global_step = 0
         self.group_n = cfg.env.rollout.n
         self.reward_fn = EpisodeRewardManager()
@@ -78,7 +80,7 @@ class RayPPOTrainer:
         cfg = self.cfg.trainer
         self.tracker = Tracking(list(cfg.logger), cfg.project_name, cfg.experiment_name,
                                 OmegaConf.to_container(self.cfg, resolve=True), cfg.default_local_dir,
-                                resume_step=self.global_step)
+                                resume_step=self.global_step if self.resume_from is not None else None)
         if self.skills is not None:
             self.skills.apply(self.envs.train, self.envs.val)
         if cfg.val_before_train and self.global_step == 0:
@@ -294,7 +296,7 @@ class RayPPOTrainer:
         self.ckpt.commit(tmp, self.global_step, state)
 
     def _load_checkpoint(self) -> None:
-        path = self.ckpt.resume_path(self.cfg.trainer.resume_mode, self.cfg.trainer.resume_from_path)
+        path = self.resume_from
         if path is None:
             return
         state = read_trainer_state(path)
