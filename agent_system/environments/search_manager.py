@@ -122,3 +122,11 @@ def make_manager(env_cfg: Any, split: str, num_envs: int) -> SearchEnvironmentMa
     )
     envs = SearchEnvs(num_envs, make_backends(search_url, settings), max_steps=int(cfg.max_steps))
     return SearchEnvironmentManager(envs, history_length=int(cfg.history_length))
+
+
+def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each question once: the task slots, keeping the first slot of every question (whitespace-trimmed)."""
+    first: dict[str, dict[str, Any]] = {}
+    for slot in slots:
+        first.setdefault(str(slot.get("question", "")).strip(), slot)
+    return list(first.values())

@@ -231,6 +231,7 @@ class EnvConfig:
     resources_per_worker: ResourcesPerWorker = _section(ResourcesPerWorker)
     use_skill: bool = MISSING
     skill_file: Optional[str] = MISSING
+    skill_scope: str = MISSING  # category (general + the category's file, as the reference) | all_files
     curriculum_learning: CurriculumConfig = _section(CurriculumConfig)
     alfworld: AlfworldConfig = _section(AlfworldConfig)
     search: SearchConfig = _section(SearchConfig)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
-from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_tag
+from agent_system.multi_turn_rollout.metrics import evaluation_metrics, rollout_metrics
 from agent_system.multi_turn_rollout.rollout_loop import RolloutResult, TrajectoryCollector
 from agent_system.reward_manager.episode import EpisodeRewardManager
 from verl.protocol import DataProto
@@ -253,10 +253,12 @@ class RayPPOTrainer:
     def evaluate(self, envs: EnvironmentManagerBase, tasks: list[dict], context_fn: SkillContextFn,
                  log_name: str) -> RolloutResult:
         """Play every task once with ``context_fn`` as the skill context. Tasks, env seeds and sampling
-        seeds depend only on the task's position, so two calls with different skills are paired."""
+        seeds depend only on the task's position, so two calls with different skills are paired. Which
+        tasks validation and the final test play: :mod:`verl.trainer.ppo.evaluation`."""
         envs.set_skill_context_fn(context_fn)
         n = envs.num_envs
         won, tags, cats = [], [], []
+        counts: dict[str, float] = {}
         for start in range(0, len(tasks), n):
             chunk = tasks[start: start + n]
             real = len(chunk)
@@ -268,13 +270,16 @@ class RayPPOTrainer:
             won.append(res.won[:real])
             tags += res.metric_tags[:real]
             cats += res.categories[:real]
-        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats)
+            for key, value in res.env_counts.items():
+                counts[key] = counts.get(key, 0.0) + value
+        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats,
+                             env_counts=counts)
 
     def _validate(self, step: int) -> dict[str, float]:
         if self.skills is not None:
             return self.skills.validate(self, step)
         result = self.evaluate(self.envs.val, self.val_tasks, self.envs.val.skill_context_fn, f"val_step_{step}")
-        return {f"val/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"val/{k}": v for k, v in evaluation_metrics(result).items()}
 
     def _final_test(self) -> dict[str, float]:
         if self.envs.test is None:
@@ -282,7 +287,7 @@ class RayPPOTrainer:
         if self.skills is not None:
             return self.skills.final_test(self, self.envs.test)
         result = self.evaluate(self.envs.test, self.test_tasks, no_skills, "test")
-        return {f"test/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"test/{k}": v for k, v in evaluation_metrics(result).items()}
 
     # ------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
