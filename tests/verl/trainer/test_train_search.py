@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
+
 from tests.conftest import REPO_ROOT, trainer_config
 from verl.trainer.main_ppo import run_ppo
 
@@ -27,6 +29,10 @@ def test_search_training_completes_two_steps(ray_cluster, tiny_model_dir, bm25_i
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
     assert "val/success_rate" in metrics[-1]
+    questions = {row["env_kwargs"]["question"].strip() for row in pd.read_parquet(data / "test.parquet").to_dict("records")}
+    assert metrics[-1]["val/num_games"] == len(questions)  # each distinct question once
+    for key in ("search/errors", "search/queries", "val/search/errors"):  # failed searches are counted
+        assert metrics[-1][key] >= 0.0, key
     # success is reported per data source and per skill type of the questions played
     tags = {k for m in metrics for k in m if k.startswith("episode/") and k.endswith("_success_rate")}
     assert any(t.split("/")[1].split("_success")[0] in {"nq", "hotpotqa"} for t in tags), tags
