@@ -21,7 +21,7 @@ def test_search_training_completes_two_steps(ray_cluster, tiny_model_dir, bm25_i
         "env.env_name=search", f"env.search.search_url=local:{bm25_index}", "env.max_steps=2",
         "env.history_length=2", "env.rollout.n=2", f"actor_rollout_ref.model.path={tiny_model_dir}",
         f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'test.parquet'}",
-        "data.train_batch_size=2", "data.val_batch_size=4", "data.max_prompt_length=1024",
+        "data.train_batch_size=2", "data.val_batch_size=64", "data.max_prompt_length=1024",
         "data.max_response_length=16", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
         "trainer.total_training_steps=2", "trainer.test_freq=2", "trainer.val_before_train=False",
         "trainer.logger=[file]", f"trainer.default_local_dir={out}", "trainer.log_prompts=True",
