@@ -1,8 +1,9 @@
 """Checkpoints and metrics across runs, through the real command line (tiny model, echo env, 1-3 steps).
 
-One folder lives through four runs: a normal run; a resume whose ``latest`` checkpoint is damaged (falls
-back, re-saves the step); a fresh start into the same folder with pruning (keeps its own save and the
-earlier metrics); and a resume with nothing left to resume from (stops with the fix, touches nothing).
+One folder lives through four runs: a normal run (in-process, to set the scene); then through the CLI a
+resume whose ``latest`` checkpoint is damaged (falls back, re-saves the step); a fresh start into the
+same folder with pruning (keeps its own save and the earlier metrics); and a resume with nothing left to
+resume from (stops with the fix before anything starts, touches nothing).
 """
 
 from __future__ import annotations
@@ -13,25 +14,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import echo_overrides
+from tests.conftest import echo_overrides, trainer_config
+from verl.trainer.main_ppo import run_ppo
 from verl.utils.checkpoint import LATEST, STATE, read_trainer_state
 
 
-def cli(model: str, slots: Path, out: Path, **overrides) -> subprocess.CompletedProcess:
-    args = echo_overrides(model, slots, out, trainer__save_freq=1, **{"trainer.logger": "[console,file]"},
-                          **overrides)
-    return subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True,
-                          cwd=out.parent, timeout=600)
+def overrides(model: str, slots: Path, out: Path, **extra) -> list[str]:
+    return echo_overrides(model, slots, out, trainer__save_freq=1, **{"trainer.logger": "[console,file]"}, **extra)
+
+
+def cli(model: str, slots: Path, out: Path, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", *overrides(model, slots, out, **extra)],
+                          capture_output=True, text=True, cwd=out.parent, timeout=600)
 
 
 def steps_in(path: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()]
 
 
-def test_checkpoints_and_metrics_survive_damage_fresh_starts_and_pruning(tiny_model_dir, echo_slots, tmp_path):
+def test_checkpoints_and_metrics_survive_damage_fresh_starts_and_pruning(
+        ray_cluster, tiny_model_dir, echo_slots, tmp_path):
     out = tmp_path / "run"
-    run = cli(tiny_model_dir, echo_slots, out, trainer__total_training_steps=3)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_ppo(trainer_config(overrides(tiny_model_dir, echo_slots, out, trainer__total_training_steps=3)))
     assert steps_in(out / "metrics.jsonl") == [1, 2, 3]
 
     # 1. the latest checkpoint lost its state file: resume falls back to step 2 and re-saves step 3
