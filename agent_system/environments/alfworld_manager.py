@@ -166,8 +166,11 @@ def make_manager(env_cfg: Any, split: str, num_envs: int) -> AlfworldEnvironment
 
 def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every game of the evaluation split once (``{"gamefile": path}``), whatever the number of task slots:
-    140 for valid_seen, 134 for valid_unseen. ALFWorld's task slots are placeholders."""
-    return [{"gamefile": game.path} for game in split_games(env_cfg, split)]
+    140 for valid_seen, 134 for valid_unseen (prepare.py's slots are placeholders). Slots that name a
+    ``gamefile`` pin the evaluation to those games instead."""
+    pinned = [slot["gamefile"] for slot in slots if slot.get("gamefile")]
+    paths = list(dict.fromkeys(pinned)) or [game.path for game in split_games(env_cfg, split)]
+    return [{"gamefile": path} for path in paths]
 
 
 def build_manager(env_cfg: Any, games: Sequence[GameSpec], num_envs: int) -> AlfworldEnvironmentManager:

@@ -29,6 +29,8 @@ def test_final_test_plays_all_140_valid_seen_games_and_validation_128_distinct_o
     assert len({task["gamefile"] for task in val}) == 128  # before: 90 distinct games, some played twice
     assert val == validation_tasks(games, 128, seed=0) != validation_tasks(games, 128, seed=1)
     assert eval_num_envs(140, 128) == 70 and eval_num_envs(128, 128) == 128 and eval_num_envs(12, 4) == 4
+    pinned = [{"gamefile": valid_seen_games[5].path}, {"gamefile": valid_seen_games[2].path}] * 2
+    assert evaluation_tasks(env_config(alfworld_root), "test", pinned) == pinned[:2]  # slots may name games
 
 
 def test_out_of_distribution_test_plays_every_valid_unseen_game(small_alfworld_root):
