@@ -93,6 +93,7 @@ class RolloutResult:
     metric_tags: list[list[str]]  # per env
     categories: list[str]  # per env
     stats: dict[str, float] = field(default_factory=dict)
+    env_counts: dict[str, float] = field(default_factory=dict)  # the manager's counters (pop_metrics)
 
 
 class TrajectoryCollector:
@@ -172,7 +173,7 @@ class TrajectoryCollector:
             "rollout/prompt_truncated_ratio": truncated / max(len(samples), 1),
             "rollout/num_samples": float(len(samples)),
         }
-        return RolloutResult(samples, won, ep_reward, ep_len, tags, categories, stats)
+        return RolloutResult(samples, won, ep_reward, ep_len, tags, categories, stats, envs.pop_metrics())
 
     def _to_samples(self, records: list[_StepRecord], env_uid: np.ndarray, traj_uid: np.ndarray,
                     ep_reward: np.ndarray, ep_len: np.ndarray, won: np.ndarray) -> DataProto:

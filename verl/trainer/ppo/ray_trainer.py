@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
-from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_tag
+from agent_system.multi_turn_rollout.metrics import evaluation_metrics, rollout_metrics
 from agent_system.multi_turn_rollout.rollout_loop import RolloutResult, TrajectoryCollector
 from agent_system.reward_manager.episode import EpisodeRewardManager
 from verl.protocol import DataProto
@@ -47,7 +48,7 @@ class RayPPOTrainer:
     def __init__(self, cfg: DictConfig, tokenizer: Any, actor_wg: RayWorkerGroup, critic_wg: RayWorkerGroup | None,
                  envs: Envs, train_loader: TaskSlotLoader, val_tasks: list[dict], test_tasks: list[dict],
                  total_training_steps: int, skills: Any = None,
-                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None):
+                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None, resume_from: Path | None = None):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.actor_wg = actor_wg
@@ -59,6 +60,7 @@ class RayPPOTrainer:
         self.total_training_steps = total_training_steps
         self.skills = skills  # skill_schedule.StaticSkills | CurriculumSkills | None (no skills)
         self.make_test_envs = make_test_envs
+        self.resume_from = resume_from  # the checkpoint to resume from (CheckpointManager.resume_path), None = fresh
         self.global_step = 0
         self.group_n = cfg.env.rollout.n
         self.reward_fn = EpisodeRewardManager()
@@ -78,7 +80,7 @@ class RayPPOTrainer:
         cfg = self.cfg.trainer
         self.tracker = Tracking(list(cfg.logger), cfg.project_name, cfg.experiment_name,
                                 OmegaConf.to_container(self.cfg, resolve=True), cfg.default_local_dir,
-                                resume_step=self.global_step)
+                                resume_step=self.global_step if self.resume_from is not None else None)
         if self.skills is not None:
             self.skills.apply(self.envs.train, self.envs.val)
         if cfg.val_before_train and self.global_step == 0:
@@ -252,10 +254,12 @@ class RayPPOTrainer:
     def evaluate(self, envs: EnvironmentManagerBase, tasks: list[dict], context_fn: SkillContextFn,
                  log_name: str) -> RolloutResult:
         """Play every task once with ``context_fn`` as the skill context. Tasks, env seeds and sampling
-        seeds depend only on the task's position, so two calls with different skills are paired."""
+        seeds depend only on the task's position, so two calls with different skills are paired. Which
+        tasks validation and the final test play: :mod:`verl.trainer.ppo.evaluation`."""
         envs.set_skill_context_fn(context_fn)
         n = envs.num_envs
         won, tags, cats = [], [], []
+        counts: dict[str, float] = {}
         for start in range(0, len(tasks), n):
             chunk = tasks[start: start + n]
             real = len(chunk)
@@ -267,13 +271,16 @@ class RayPPOTrainer:
             won.append(res.won[:real])
             tags += res.metric_tags[:real]
             cats += res.categories[:real]
-        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats)
+            for key, value in res.env_counts.items():
+                counts[key] = counts.get(key, 0.0) + value
+        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats,
+                             env_counts=counts)
 
     def _validate(self, step: int) -> dict[str, float]:
         if self.skills is not None:
             return self.skills.validate(self, step)
         result = self.evaluate(self.envs.val, self.val_tasks, self.envs.val.skill_context_fn, f"val_step_{step}")
-        return {f"val/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"val/{k}": v for k, v in evaluation_metrics(result).items()}
 
     def _final_test(self) -> dict[str, float]:
         if self.envs.test is None:
@@ -281,7 +288,7 @@ class RayPPOTrainer:
         if self.skills is not None:
             return self.skills.final_test(self, self.envs.test)
         result = self.evaluate(self.envs.test, self.test_tasks, no_skills, "test")
-        return {f"test/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"test/{k}": v for k, v in evaluation_metrics(result).items()}
 
     # ------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
@@ -295,7 +302,7 @@ class RayPPOTrainer:
         self.ckpt.commit(tmp, self.global_step, state)
 
     def _load_checkpoint(self) -> None:
-        path = self.ckpt.resume_path(self.cfg.trainer.resume_mode, self.cfg.trainer.resume_from_path)
+        path = self.resume_from
         if path is None:
             return
         state = read_trainer_state(path)
