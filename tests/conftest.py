@@ -22,7 +22,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 # Fixtures shared across test folders (pytest finds fixtures imported into a conftest).
-from tests.agent_system.environments.alfworld_fixtures import alfworld_root, valid_seen_games  # noqa: E402,F401
+from tests.agent_system.environments.alfworld_fixtures import (  # noqa: E402,F401
+    alfworld_root,
+    small_alfworld_root,
+    valid_seen_games,
+)
 from tests.examples.retrieval_fixtures import bm25_index, dense_index  # noqa: E402,F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -2,10 +2,12 @@
 
 See :mod:`agent_system.environments.base` for the contract. Per episode the manager keeps the goal
 sentence, the (observation, action) memory and the current raw observation (the GiGPO anchor).
-Game choice is deterministic: env ``i`` plays ``games[seed_i % len(games)]`` of the split's sorted
-game list, so group copies (same seed) play the same game and validation seeds ``base + i`` give a
-fixed list of distinct games. In visual mode (``visual`` set) the history window is rendered as an image
-(one ``[Observation]: ... [Action]: ...`` line per past step) and the prompt keeps the rest.
+Game choice is deterministic: reset kwargs with a ``gamefile`` (one of the split's game paths) play that
+game; otherwise env ``i`` plays ``games[seed_i % len(games)]`` of the split's sorted game list, so group
+copies (same seed) play the same game. Training draws games by seed; validation and the final test
+play the games named by :func:`evaluation_tasks` (every game of the split, each once). In visual mode
+(``visual`` set) the history window is rendered as an image (one ``[Observation]: ... [Action]: ...``
+line per past step) and the prompt keeps the rest.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class AlfworldEnvironmentManager(EnvironmentManagerBase):
             raise ValueError(f"env.history_length={history_length} must be >= 0")
         self.envs = envs
         self.games = list(games)
+        self._by_path = {game.path: game for game in self.games}
         self.history_length = history_length
         self.projection = projection
         self.visual = visual
@@ -73,10 +76,19 @@ class AlfworldEnvironmentManager(EnvironmentManagerBase):
     def game_for_seed(self, seed: int) -> GameSpec:
         return self.games[seed % len(self.games)]
 
+    def _game_for(self, kwargs: dict[str, Any], env_idx: int) -> GameSpec:
+        gamefile = kwargs.get("gamefile") if isinstance(kwargs, dict) else None
+        if gamefile is None:
+            return self.game_for_seed(_seed_of(kwargs, env_idx))
+        if gamefile not in self._by_path:
+            raise ValueError(f"reset kwargs of env {env_idx} name gamefile {gamefile!r}, which is not one of the "
+                             f"{len(self.games)} games of this split; use a path from evaluation_tasks()")
+        return self._by_path[gamefile]
+
     def reset(self, kwargs: list[dict[str, Any]]) -> tuple[Observation, list[dict[str, Any]]]:
         if len(kwargs) != self.num_envs:
             raise ValueError(f"reset got {len(kwargs)} kwargs dicts for {self.num_envs} envs")
-        self._episode_games = [self.game_for_seed(_seed_of(kw, i)) for i, kw in enumerate(kwargs)]
+        self._episode_games = [self._game_for(kw, i) for i, kw in enumerate(kwargs)]
         self._observations, infos = self.envs.reset(self._episode_games)
         self._tasks = [task_from_intro(obs, g.path) for obs, g in zip(self._observations, self._episode_games)]
         self._memory = [[] for _ in range(self.num_envs)]
@@ -177,11 +189,24 @@ def _seed_of(kwargs: dict[str, Any], env_idx: int) -> int:
     return int(seed)
 
 
+def split_games(env_cfg: Any, split: str) -> list[GameSpec]:
+    """The games of ``split`` under ``env.alfworld.data_path`` / ``env.alfworld.eval_dataset``."""
+    return list_games(data_root(env_cfg.alfworld.data_path), split_folder(split, env_cfg.alfworld.eval_dataset))
+
+
 def make_manager(env_cfg: Any, split: str, num_envs: int,
                  visual: VisualContext | None = None) -> AlfworldEnvironmentManager:
     """Build the manager for ``split`` from the ``env`` config section (see ``ppo_trainer.yaml``)."""
-    games = list_games(data_root(env_cfg.alfworld.data_path), split_folder(split, env_cfg.alfworld.eval_dataset))
-    return build_manager(env_cfg, games, num_envs, visual)
+    return build_manager(env_cfg, split_games(env_cfg, split), num_envs, visual)
+
+
+def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every game of the evaluation split once (``{"gamefile": path}``), whatever the number of task slots:
+    140 for valid_seen, 134 for valid_unseen (prepare.py's slots are placeholders). Slots that name a
+    ``gamefile`` pin the evaluation to those games instead."""
+    pinned = [slot["gamefile"] for slot in slots if slot.get("gamefile")]
+    paths = list(dict.fromkeys(pinned)) or [game.path for game in split_games(env_cfg, split)]
+    return [{"gamefile": path} for path in paths]
 
 
 def build_manager(env_cfg: Any, games: Sequence[GameSpec], num_envs: int,

@@ -2,13 +2,16 @@
 
 Built by the factory in ``agent_system.environments`` from the ``env`` config section:
 ``env.max_steps``, ``env.history_length`` (past turns shown in the prompt) and ``env.search``
-(``search_url``, ``topk``, ``timeout``, ``max_retries``, ``retry_backoff``). Reset kwargs are the task
-slot's ``env_kwargs`` (question, ground_truth, data_source, skill_type) plus ``seed``; the question
-alone determines the episode, so group copies and paired validations see the same task.
-``task_category(i)`` is the skill type, ``metric_tags(i)`` = [data source, skill type], and the anchor
-observation is the question plus the latest environment output. In visual mode (``visual`` set) the
-shown turns are rendered as an image, one ``<search> query </search> <information>...</information>``
-line per turn, and the prompt keeps the question and instructions.
+(``search_url``, ``topk``, ``timeout``, ``max_retries``, ``retry_backoff``, ``max_outage_s``,
+``concurrency``). Reset kwargs are the task slot's ``env_kwargs`` (question, ground_truth, data_source,
+skill_type) plus ``seed``; the question alone determines the episode, so group copies and paired
+validations see the same task, and an evaluation plays each distinct question once
+(:func:`evaluation_tasks`). ``task_category(i)`` is the skill type, ``metric_tags(i)`` = [data source,
+skill type], the anchor observation is the question plus the latest environment output, and
+:meth:`pop_metrics` reports ``search/queries`` and ``search/errors`` (searches that failed after their
+retries; the agent saw an error observation). In visual mode (``visual`` set) the shown turns are
+rendered as an image, one ``<search> query </search> <information>...</information>`` line per turn,
+and the prompt keeps the question and instructions.
 """
 
 from __future__ import annotations
@@ -147,6 +150,10 @@ class SearchEnvironmentManager(EnvironmentManagerBase):
         task = self.envs.task(env_idx)
         return [task.data_source, task.skill_type]
 
+    def pop_metrics(self) -> dict[str, float]:
+        taken = [backend.counts.take() for backend in self.envs.backends]
+        return {"search/queries": float(sum(q for q, _ in taken)), "search/errors": float(sum(e for _, e in taken))}
+
     def close(self) -> None:
         self.envs.close()
         if self.visual is not None:
@@ -163,8 +170,17 @@ def make_manager(env_cfg: Any, split: str, num_envs: int,
     if OmegaConf.is_list(search_url):
         search_url = list(OmegaConf.to_container(search_url, resolve=True))
     settings = SearchSettings(
-        topk=int(search.topk), timeout=float(search.timeout),
-        max_retries=int(search.max_retries), retry_backoff=float(search.retry_backoff),
+        topk=int(search.topk), timeout=float(search.timeout), max_retries=int(search.max_retries),
+        retry_backoff=float(search.retry_backoff), max_outage_s=float(search.max_outage_s),
+        concurrency=int(search.concurrency),
     )
     envs = SearchEnvs(num_envs, make_backends(search_url, settings), max_steps=int(cfg.max_steps))
     return SearchEnvironmentManager(envs, history_length=int(cfg.history_length), visual=visual)
+
+
+def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each question once: the task slots, keeping the first slot of every question (whitespace-trimmed)."""
+    first: dict[str, dict[str, Any]] = {}
+    for slot in slots:
+        first.setdefault(str(slot.get("question", "")).strip(), slot)
+    return list(first.values())

@@ -116,6 +116,7 @@ class RolloutResult:
     metric_tags: list[list[str]]  # per env
     categories: list[str]  # per env
     stats: dict[str, float] = field(default_factory=dict)
+    env_counts: dict[str, float] = field(default_factory=dict)  # the manager's counters (pop_metrics)
 
 
 class TrajectoryCollector:
@@ -201,7 +202,7 @@ class TrajectoryCollector:
         if self.prompts.vision is not None and "images" in samples.non_tensor_batch:
             stats.update(visual_stats(samples, self.prompts.vision.image_pad_id, prompt_tokens))
         stats.update(envs.rollout_stats())
-        return RolloutResult(samples, won, ep_reward, ep_len, tags, categories, stats)
+        return RolloutResult(samples, won, ep_reward, ep_len, tags, categories, stats, envs.pop_metrics())
 
     def _to_samples(self, records: list[_StepRecord], env_uid: np.ndarray, traj_uid: np.ndarray,
                     ep_reward: np.ndarray, ep_len: np.ndarray, won: np.ndarray) -> DataProto:

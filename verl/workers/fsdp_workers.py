@@ -16,11 +16,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForTokenClassification, GenerationConfig
+from transformers import AutoConfig, GenerationConfig
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import Worker
-from verl.utils.model import eos_token_ids, is_vision_model, load_causal_lm, load_tokenizer
+from verl.utils.model import eos_token_ids, is_vision_model, load_causal_lm, load_tokenizer, load_value_model
 from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils
 from verl.workers.actor import DataParallelPPOActor
@@ -164,8 +164,7 @@ class CriticWorker(Worker):
     def init_model(self) -> None:
         critic_cfg = self.cfg.critic
         torch.manual_seed(self.seed)  # the fresh value head must be identical on every rank
-        module = AutoModelForTokenClassification.from_pretrained(
-            self.model_path, num_labels=1, dtype=_train_dtype(self.device))
+        module = load_value_model(self.model_path, _train_dtype(self.device))
         if critic_cfg.model.enable_gradient_checkpointing:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         module = fsdp_utils.shard_model(module, self.device, critic_cfg.model.fsdp_config.param_offload)

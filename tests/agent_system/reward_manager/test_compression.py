@@ -11,7 +11,7 @@ import torch
 from agent_system.reward_manager.compression import CompressionReward
 from tests.conftest import trainer_config
 from verl.protocol import DataProto
-from verl.trainer.ppo.core_algos import place_reward_on_last_token
+from verl.utils.torch_functional import place_reward_on_last_token
 
 
 def samples(factors, won) -> DataProto:

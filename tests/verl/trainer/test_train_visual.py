@@ -103,3 +103,6 @@ def test_search_visual_training(tiny_vl_model_dir, bm25_index, tmp_path, compres
     ], tmp_path)
     check_visual_metrics(metrics, compression)
     assert ("val/success_rate" in metrics[-1]) == compression
+    # the search client's counters (pop_metrics) travel beside the rendering statistics (rollout_stats)
+    assert all("search/errors" in m and "search/queries" in m for m in metrics if "episode/success_rate" in m)
+    assert ("val/search/errors" in metrics[-1]) == compression

@@ -212,8 +212,10 @@ class SearchConfig:
     search_url: Any = MISSING  # str or list of str; "local:<index dir>" for an in-process retriever
     topk: int = MISSING
     timeout: float = MISSING
-    max_retries: int = MISSING
-    retry_backoff: float = MISSING
+    max_retries: int = MISSING  # retries of a failed request (connection error, timeout, 408/429/5xx)
+    retry_backoff: float = MISSING  # seconds; waits retry_backoff * 2**attempt between attempts
+    max_outage_s: float = MISSING  # stop the run once every request to a URL failed for this long
+    concurrency: int = MISSING  # parallel requests to a server that takes one query per request
 
 
 @dataclass
@@ -231,6 +233,7 @@ class EnvConfig:
     resources_per_worker: ResourcesPerWorker = _section(ResourcesPerWorker)
     use_skill: bool = MISSING
     skill_file: Optional[str] = MISSING
+    skill_scope: str = MISSING  # category (general + the category's file, as the reference) | all_files
     curriculum_learning: CurriculumConfig = _section(CurriculumConfig)
     alfworld: AlfworldConfig = _section(AlfworldConfig)
     search: SearchConfig = _section(SearchConfig)

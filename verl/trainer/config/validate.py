@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.resume_mode": ("auto", "disable", "resume_path"),
     "data.truncation": ("left", "right", "error"),
     "env.alfworld.eval_dataset": ("eval_in_distribution", "eval_out_of_distribution"),
+    "env.skill_scope": ("category", "all_files"),
 }
 
 POSITIVE_INTS = (

@@ -4,6 +4,12 @@ FSDP-sharded modules cannot generate independently per rank (every forward is a 
 stop at different lengths), so each rank keeps a plain copy of the policy for sampling and receives the
 actor's gathered weights after every update, the way a vLLM engine would.
 
+Samples come from the policy being trained: softmax(logits / temperature), truncated only by the
+configured top_p / top_k. ``from_pretrained`` attaches the checkpoint's ``generation_config.json``
+(Qwen2.5-Instruct ships ``repetition_penalty: 1.05``, others ``top_k`` or ``no_repeat_ngram_size``) and
+``generate`` applies every field of it that the call does not override, so the engine replaces it with
+an empty ``GenerationConfig``: PPO's importance ratios assume the samples are on-policy.
+
 Prompts with a history image (visual mode) carry it in ``non_tensor_batch["images"]``; the engine turns
 each micro-batch's images into ``pixel_values`` / ``image_grid_thw`` (:mod:`verl.utils.vision`) and
 ``generate`` computes the multimodal RoPE ids itself. With ``meta_info["return_log_probs"]`` the engine
@@ -14,6 +20,7 @@ also returns ``rollout_log_probs`` (B, T), the log-probability of each sampled t
 from __future__ import annotations
 
 import torch
+from transformers import GenerationConfig
 
 from verl.protocol import DataProto
 from verl.utils.torch_functional import trim_left_padding
@@ -25,6 +32,7 @@ class HFRollout(RolloutEngine):
     def __init__(self, model: torch.nn.Module, device: torch.device, pad_token_id: int, eos_token_ids: list[int],
                  response_length: int, micro_batch_size: int, rank: int = 0, vision: VisionInputs | None = None):
         self.model = model.to(device).eval()
+        self.model.generation_config = GenerationConfig()  # nothing but the sampling settings we pass
         self.device = device
         self.pad_token_id = pad_token_id
         self.eos_token_ids = eos_token_ids
