@@ -64,7 +64,7 @@ class ModelShape:
 
     params: int
     largest_param: int
-    root_params: int  # outside the decoder layers: embeddings, final norm, an untied head
+    root_params: int  # outside the sharded blocks: embeddings, final norm, an untied head
     hidden: int
     layers: int
     heads: int
@@ -75,19 +75,22 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: Any, model_cls: Any = None, trust_remote_code: bool = False) -> "ModelShape":
-        """Count parameters on a meta-device instance of ``config`` (no memory, no weights)."""
-        from transformers import AutoModelForCausalLM
+        """Count parameters on a meta-device instance of ``config`` (no memory, no weights). A vision-language
+        config (Qwen2.5-VL) counts its vision tower too; the geometry is its language model's."""
+        from verl.utils.model import causal_lm_class
+        from verl.workers.fsdp_utils import shard_units
 
         with torch.device("meta"):
-            model = (model_cls or AutoModelForCausalLM).from_config(config, trust_remote_code=trust_remote_code)
+            model = (model_cls or causal_lm_class(config)).from_config(config, trust_remote_code=trust_remote_code)
         params = list(model.parameters())  # tied parameters counted once
-        in_layers = {id(p) for m in model.modules() if type(m).__name__.endswith("DecoderLayer") for p in m.parameters()}
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        in_layers = {id(p) for m in shard_units(model) for p in m.parameters()}
+        text = config.get_text_config()
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         return cls(params=sum(p.numel() for p in params), largest_param=max(p.numel() for p in params),
                    root_params=sum(p.numel() for p in params if id(p) not in in_layers),
-                   hidden=config.hidden_size, layers=config.num_hidden_layers, heads=config.num_attention_heads,
-                   kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-                   head_dim=head_dim, intermediate=config.intermediate_size, vocab=config.vocab_size)
+                   hidden=text.hidden_size, layers=text.num_hidden_layers, heads=text.num_attention_heads,
+                   kv_heads=getattr(text, "num_key_value_heads", None) or text.num_attention_heads,
+                   head_dim=head_dim, intermediate=text.intermediate_size, vocab=text.vocab_size)
 
 
 def _activation_bytes(m: ModelShape, batch: int, seq: int, dtype_bytes: int, cpu: bool, checkpointing: bool) -> int:

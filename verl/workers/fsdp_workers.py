@@ -4,10 +4,11 @@ Roles colocated in one process per rank (:class:`verl.single_controller.Worker`)
 :class:`verl.single_controller.RayWorkerGroup`. Methods taking a :class:`DataProto` receive this rank's
 equal share of the batch; everything else is called on all ranks with the same arguments. Models are
 read once, on rank 0, and reach the other ranks' FSDP2 shards by broadcast; the rollout engine's copy is
-filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold
-DCP shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
-``huggingface/`` (config, generation config, tokenizer) so ``scripts/model_merger.py`` can build a
-release folder from the shards alone.
+filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). A Qwen2.5-VL policy (visual mode) is
+built and synced the same way. Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold DCP
+shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
+``huggingface/`` (config, generation config, tokenizer; the image processor of a vision-language model)
+so ``scripts/model_merger.py`` can build a release folder from the shards alone.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification, GenerationConfig
+from transformers import AutoConfig, AutoModelForTokenClassification, GenerationConfig
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import peak_memory
-from verl.utils.model import eos_token_ids, load_tokenizer
+from verl.utils.model import (
+    causal_lm_class,
+    disable_dropout,
+    eos_token_ids,
+    load_causal_lm,
+    load_tokenizer,
+    load_value_model,
+    value_model_config,
+)
+from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils, weight_sync
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
@@ -98,20 +108,24 @@ class ActorRolloutRefWorker:
         trust = arr.model.trust_remote_code
         self.tokenizer = load_tokenizer(self.model_path, trust_remote_code=trust)
         self.hf_config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust)
+        self.model_cls = causal_lm_class(self.hf_config)  # image-text-to-text for Qwen2.5-VL (visual mode)
+        is_vl = getattr(self.hf_config, "vision_config", None) is not None
+        self.vision = VisionInputs(self.model_path, self.tokenizer) if is_vl else None
         # in the checkpoint's own dtype (bf16 for Qwen2.5: half the host RAM); the shards are fp32 either way
-        checkpoint = weight_sync.read_on_rank0(AutoModelForCausalLM, self.model_path, "auto", trust_remote_code=trust)
+        checkpoint = weight_sync.read_on_rank0(lambda: load_causal_lm(self.model_path, "auto", trust_remote_code=trust))
         fsdp = arr.actor.fsdp_config
-        module = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device, fsdp.param_offload,
+        module = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device, fsdp.param_offload,
                                 arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
-        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler)
+        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
+                                          self.vision)
         if self.with_ref:
-            ref = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device,
+            ref = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device,
                                  arr.ref.fsdp_config.param_offload, False, trainable=False, trust_remote_code=trust)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision)
         del checkpoint  # rank 0's full copy
         self.rollout = self._build_rollout()
         self.sync_rollout_weights()
@@ -120,14 +134,13 @@ class ActorRolloutRefWorker:
         """The engine's model is an empty copy of the policy in the rollout dtype; the first weight sync fills it."""
         rollout_cfg = self.cfg.actor_rollout_ref.rollout
         trust = self.cfg.actor_rollout_ref.model.trust_remote_code
-        model = weight_sync.empty_copy(AutoModelForCausalLM, self.hf_config, self.rollout_dtype, self.device,
-                                       buffers_from=self.actor.module, model_dir=self.model_path,
-                                       trust_remote_code=trust)
+        model = weight_sync.empty_copy(self.model_cls, self.hf_config, self.rollout_dtype, self.device,
+                                       buffers_from=self.actor.module, trust_remote_code=trust)
         return HFRollout(
             model, self.device, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
             response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
-            rank=self.rank,
+            rank=self.rank, vision=self.vision,
         )
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -168,6 +181,8 @@ class ActorRolloutRefWorker:
             except OSError:
                 pass  # the model ships no generation config
             self.tokenizer.save_pretrained(hf)
+            if self.vision is not None:
+                self.vision.processor.save_pretrained(hf)
         dist.barrier()
 
     def load_checkpoint(self, folder: str) -> None:
@@ -194,13 +209,13 @@ class CriticWorker:
     def init_model(self) -> None:
         critic_cfg = self.cfg.critic
         trust = self.cfg.actor_rollout_ref.model.trust_remote_code
-        config = AutoConfig.from_pretrained(self.model_path, num_labels=1, trust_remote_code=trust)
+        config = value_model_config(self.model_path, trust)  # one label, every dropout off (as verl's critic)
         torch.manual_seed(self.seed)  # the fresh value head (drawn on rank 0, broadcast) is reproducible
-        checkpoint = weight_sync.read_on_rank0(AutoModelForTokenClassification, self.model_path, TRAIN_DTYPE,
-                                               num_labels=1, trust_remote_code=trust)
+        checkpoint = weight_sync.read_on_rank0(lambda: load_value_model(self.model_path, TRAIN_DTYPE, trust))
         fsdp = critic_cfg.model.fsdp_config
         module = _sharded_model(AutoModelForTokenClassification, config, checkpoint, self.device, fsdp.param_offload,
                                 critic_cfg.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
+        disable_dropout(module)
         optimizer = fsdp_utils.build_optimizer(module, critic_cfg.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, critic_cfg.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))

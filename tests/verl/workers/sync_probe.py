@@ -25,4 +25,4 @@ class SyncProbe(ActorRolloutRefWorker):
 
     def rollout_is_tied(self) -> bool:
         model = self.rollout.model
-        return model.lm_head.weight is model.model.embed_tokens.weight
+        return model.lm_head.weight is model.get_input_embeddings().weight

@@ -13,6 +13,9 @@ once, under its first name, e.g. ``model.embed_tokens.weight`` and never ``lm_he
 into place and must not keep a reference: the producer (:mod:`verl.workers.weight_sync`) frees it before
 gathering the next, which is what bounds the memory of a sync. It is called once to fill the engine's
 empty model at start-up and after every update.
+
+Engines sample from softmax(logits / temperature) truncated by ``top_p`` / ``top_k`` and nothing else: no
+field of the model's ``generation_config.json`` (repetition penalty, n-gram bans, ...) may reach sampling.
 """
 
 from __future__ import annotations
