@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -86,13 +87,36 @@ def test_wrong_type_is_rejected_naming_the_key():
     ("env.rollout.n=0", "env.rollout.n", ">= 1"),
     ("trainer.device=tpu", "trainer.device", "cpu"),
     ("ocr.use_ocr=True", "ocr.use_ocr", "ocr.use_ocr=False"),
-    ("actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.name", "rollout.name=hf"),
+    ("actor_rollout_ref.rollout.tensor_model_parallel_size=2", "actor_rollout_ref.rollout.tensor_model_parallel_size",
+     "set 1"),
+    ("actor_rollout_ref.rollout.max_model_len=100", "actor_rollout_ref.rollout.max_model_len",
+     "data.max_prompt_length + data.max_response_length = 2560"),
+    ("actor_rollout_ref.rollout.kv_cache_memory_gib=0", "actor_rollout_ref.rollout.kv_cache_memory_gib", "> 0"),
     ("env.use_skill=True", "env.skill_file", "existing skill file"),
 ])
 def test_bad_values_name_the_key_and_the_fix(override, key, fix):
     with pytest.raises(ConfigError) as err:
         validate_config(trainer_config([override]))
     assert key in str(err.value) and fix in str(err.value)
+
+
+def test_vllm_on_cpu_needs_an_explicit_kv_cache_size():
+    with pytest.raises(ConfigError) as err:
+        validate_config(trainer_config(["actor_rollout_ref.rollout.name=vllm"]))
+    assert "actor_rollout_ref.rollout.kv_cache_memory_gib=None" in str(err.value)
+    assert "kv_cache_memory_gib (e.g. 1)" in str(err.value)
+
+
+no_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+
+
+@no_vllm
+def test_vllm_missing_stops_with_the_install_command():
+    with pytest.raises(ConfigError) as err:
+        validate_config(trainer_config(["actor_rollout_ref.rollout.name=vllm",
+                                        "actor_rollout_ref.rollout.kv_cache_memory_gib=1"]))
+    assert "actor_rollout_ref.rollout.name='vllm'" in str(err.value)
+    assert "bash scripts/install.sh --vllm" in str(err.value) and "rollout.name=hf" in str(err.value)
 
 
 def test_schedule_that_does_not_divide_the_validations_is_a_startup_error():
@@ -126,3 +150,10 @@ def test_cli_missing_model_path_stops_before_training_with_the_fix():
 def test_cli_unknown_key_fails_fast():
     proc = run_cli("trainer.no_such_key=1")
     assert proc.returncode != 0 and "trainer.no_such_key" in proc.stderr
+
+
+@no_vllm
+def test_cli_vllm_missing_stops_at_startup_with_the_install_command():
+    proc = run_cli("actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.kv_cache_memory_gib=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bash scripts/install.sh --vllm" in proc.stderr
