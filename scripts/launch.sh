@@ -3,16 +3,21 @@
 #   bash scripts/launch.sh <alfworld|search> <skillzero|grpo|static> <model path or hub id> [hydra overrides...]
 # GRPO, group 8, lr 1e-6, no KL, max response 512, 180 steps, test/save every 10, 4 GPUs,
 # validation temperature 0.4. ALFWorld: 16 tasks/step, schedule [6,3,0]. Search: 128 tasks/step, [5,3,0].
-# Environment variables: N_GPUS (4), DATA_DIR (~/data), ROLLOUT (hf; vllm once its engine lands), DEVICE (cuda).
+# Environment variables: N_GPUS (4), DATA_DIR (~/data), DEVICE (cuda), ROLLOUT (vllm with DEVICE=cuda, else hf;
+# vllm runs from .venv-vllm when present: bash scripts/install.sh --vllm).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ENV_NAME=${1:?env: alfworld or search}
 METHOD=${2:?method: skillzero, grpo or static}
 MODEL=${3:?model: a local Hugging Face folder or a hub id}
 shift 3
-if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
+DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cuda ]; then ROLLOUT=${ROLLOUT:-vllm}; else ROLLOUT=${ROLLOUT:-hf}; fi
+VENV="$ROOT/.venv"
+if [ "$ROLLOUT" = vllm ] && [ -x "$ROOT/.venv-vllm/bin/python" ]; then VENV="$ROOT/.venv-vllm"; fi
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$VENV/bin/python" ]; then
   # shellcheck disable=SC1091
-  . "$ROOT/.venv/bin/activate"
+  . "$VENV/bin/activate"
 fi
 cd "$ROOT"
 N_GPUS=${N_GPUS:-4}
@@ -55,13 +60,13 @@ python -m verl.trainer.main_ppo \
   actor_rollout_ref.actor.optim.lr=1e-6 actor_rollout_ref.actor.use_kl_loss=False \
   actor_rollout_ref.actor.ppo_mini_batch_size=256 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32 \
   actor_rollout_ref.actor.use_invalid_action_penalty=True actor_rollout_ref.actor.invalid_action_penalty_coef=0.1 \
-  actor_rollout_ref.rollout.name="${ROLLOUT:-hf}" actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
+  actor_rollout_ref.rollout.name="$ROLLOUT" actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6 actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=32 \
   actor_rollout_ref.rollout.val_kwargs.do_sample=True actor_rollout_ref.rollout.val_kwargs.temperature=0.4 \
   actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=32 \
   data.max_response_length=512 env.rollout.n=8 env.seed=0 \
   "${ENV_ARGS[@]}" "${SKILL_ARGS[@]}" \
-  trainer.device="${DEVICE:-cuda}" trainer.n_gpus_per_node="$N_GPUS" trainer.nnodes=1 \
+  trainer.device="$DEVICE" trainer.n_gpus_per_node="$N_GPUS" trainer.nnodes=1 \
   trainer.total_training_steps=180 trainer.test_freq=10 trainer.save_freq=10 \
   trainer.val_before_train=True trainer.test_after_train=True \
   trainer.logger=[console,file,tensorboard] trainer.project_name=skillzero trainer.experiment_name="$EXPERIMENT" \

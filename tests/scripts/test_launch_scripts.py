@@ -11,8 +11,8 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 
-def composed(script: str, tmp_path, *overrides: str) -> dict:
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "MODEL_PATH": "/models/qwen"}
+def composed(script: str, tmp_path, *overrides: str, **env_vars: str) -> dict:
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "MODEL_PATH": "/models/qwen", **env_vars}
     proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script), *overrides, "--cfg", "job"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -31,6 +31,7 @@ def test_skillzero_scripts_use_the_reference_hyperparameters(tmp_path, env_name,
     assert cfg["actor_rollout_ref"]["rollout"]["val_kwargs"]["temperature"] == 0.4
     assert cfg["trainer"]["total_training_steps"] == 180 and cfg["trainer"]["test_freq"] == 10
     assert cfg["actor_rollout_ref"]["model"]["path"] == "/models/qwen"
+    assert cfg["trainer"]["device"] == "cuda" and cfg["actor_rollout_ref"]["rollout"]["name"] == "vllm"
     assert (tmp_path / "data").exists()  # task slots were prepared
 
 
@@ -40,3 +41,10 @@ def test_baselines_and_overrides(tmp_path):
     assert static["trainer"]["total_training_steps"] == 20
     grpo = composed("train_alfworld_grpo_3b.sh", tmp_path)
     assert not grpo["env"]["use_skill"] and not grpo["env"]["curriculum_learning"]["enable"]
+
+
+def test_rollout_engine_defaults_to_hf_on_cpu(tmp_path):
+    cfg = composed("train_alfworld_grpo_3b.sh", tmp_path, DEVICE="cpu")
+    assert cfg["trainer"]["device"] == "cpu" and cfg["actor_rollout_ref"]["rollout"]["name"] == "hf"
+    assert composed("train_alfworld_grpo_3b.sh", tmp_path, DEVICE="cpu", ROLLOUT="vllm")[
+        "actor_rollout_ref"]["rollout"]["name"] == "vllm"

@@ -1,7 +1,9 @@
 """The vLLM engine's suite (``bash scripts/run_tests.sh --vllm``, in ``.venv-vllm``).
 
 Engines take 5-30 s to start on CPU, so each model gets one engine for the whole session; tests that
-change its weights put the original ones back. KV caches are kept small (the machine is shared).
+change its weights put the original ones back. KV caches are kept small and the in-process engines run
+with one torch thread: on a shared, oversubscribed 2-core machine two OpenMP threads spin-wait for each
+other and decode several times slower.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ def chat_prompts(model_dir: str, messages: list[str] = MESSAGES, **meta) -> Data
 
 def hf_weights(model_dir: str) -> dict[str, torch.Tensor]:
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).state_dict()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
