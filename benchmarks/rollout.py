@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kv_cache_gib", type=float, default=1.0)
     args = parser.parse_args()
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the JSON
     model = resolve_model_path(args.model) if args.model else str(build_tiny_model(cache_dir() / "models" / "tiny-bench"))
 
     from verl.workers.rollout.vllm_rollout import VLLMRollout
@@ -128,7 +130,7 @@ def main() -> None:
     result["ratio_vllm_over_hf"] = round(result["vllm"]["tokens_per_second"] / result["hf"]["tokens_per_second"], 2)
     result["ratio_vllm_over_offline_generate"] = round(
         result["vllm"]["tokens_per_second"] / result["vllm_offline_generate"]["tokens_per_second"], 3)
-    result["setup"] = {"model": model, "device": device.type, "threads": torch.get_num_threads(), **vars(args)}
+    result["setup"] = {**vars(args), "model": model, "device": device.type, "threads": torch.get_num_threads()}
     print(json.dumps(result, indent=2))
 
 

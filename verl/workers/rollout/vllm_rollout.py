@@ -155,7 +155,8 @@ class VLLMRollout(RolloutEngine):
         return self.llm.llm_engine.model_executor.driver_worker.worker.model_runner.get_model()
 
     def _probe_candidates(self) -> frozenset[str]:
-        """Engine parameters stored exactly as the checkpoint tensor of the same name (same name, shape)."""
+        """Engine parameters kept in checkpoint layout under their checkpoint name: not repacked (CPU linear
+        layers are emptied into a kernel-specific layout) and not fused from several checkpoint tensors."""
         names = set()
         for name, param in self._model().named_parameters():
             if param.numel() == 0:  # repacked into a kernel-specific layout (CPU linear layers)
