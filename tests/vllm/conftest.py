@@ -1,12 +1,14 @@
 """The vLLM engine's suite (``bash scripts/run_tests.sh --vllm``, in ``.venv-vllm``).
 
-Engines take 5-30 s to start on CPU, so each model gets one engine for the whole session; tests that
+Engines take 5-30 s to start on CPU, so each model gets one engine for the whole module; tests that
 change its weights put the original ones back. KV caches are kept small and the in-process engines run
 with one torch thread: on a shared, oversubscribed 2-core machine two OpenMP threads spin-wait for each
 other and decode several times slower.
 """
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 import torch
@@ -64,9 +66,16 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
+def _engine(model_dir: str):
+    engine = make_engine(model_dir)
+    yield engine
+    del engine
+    gc.collect()  # free weights and KV cache before the training tests start their own engines
+
+
+@pytest.fixture(scope="module")
 def tiny_engine(tiny_model_dir):
-    return make_engine(tiny_model_dir)
+    yield from _engine(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +83,6 @@ def smollm_dir() -> str:
     return resolve_model_path("smollm2-135m-instruct")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def smollm_engine(smollm_dir):
-    return make_engine(smollm_dir)
+    yield from _engine(smollm_dir)
