@@ -1,7 +1,7 @@
 """Multi-turn rollout throughput: the hf engine, our vLLM engine, and vLLM's own offline ``generate``.
 
     .venv-vllm/bin/python benchmarks/rollout.py [--model DIR|smollm2-135m-instruct] [--tasks 4] [--group 4]
-                                                [--turns 4] [--response 32] [--rounds 3]
+                                                [--turns 4] [--response 32] [--rounds 3] [--threads N]
 
 Plays the same multi-turn prompts through each engine: ``--tasks`` tasks, each copied ``--group`` times
 (the copies of a group share their prompt, as in GRPO), for ``--turns`` turns whose prompts grow by one
@@ -87,7 +87,10 @@ def main() -> None:
     parser.add_argument("--prompt_length", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kv_cache_gib", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads for all engines (1 avoids OpenMP spin-waits on an oversubscribed box)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the JSON
     model = resolve_model_path(args.model) if args.model else str(build_tiny_model(cache_dir() / "models" / "tiny-bench"))
 
@@ -130,7 +133,7 @@ def main() -> None:
     result["ratio_vllm_over_hf"] = round(result["vllm"]["tokens_per_second"] / result["hf"]["tokens_per_second"], 2)
     result["ratio_vllm_over_offline_generate"] = round(
         result["vllm"]["tokens_per_second"] / result["vllm_offline_generate"]["tokens_per_second"], 3)
-    result["setup"] = {**vars(args), "model": model, "device": device.type, "threads": torch.get_num_threads()}
+    result["setup"] = {**vars(args), "model": model, "device": device.type}
     print(json.dumps(result, indent=2))
 
 
