@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="the vLLM suite runs in .venv-vllm: bash scripts/run_tests.sh --vllm")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tests.vllm.conftest import RESPONSE_LENGTH, chat_prompts, hf_weights, make_engine  # noqa: E402
@@ -141,6 +142,13 @@ def test_response_cap_and_eos_layout(smollm_engine, smollm_dir):
         assert mask[:n].all() and not mask[n:].any()
         assert (row[n:] == tokenizer.pad_token_id).all()
         assert n == RESPONSE_LENGTH or int(row[n - 1]) in eos
+
+
+def test_prompts_with_images_are_refused_not_sampled_without_them(tiny_engine, tiny_model_dir):
+    prompts = chat_prompts(tiny_model_dir)
+    prompts.non_tensor_batch["images"] = np.array([np.zeros((28, 28, 3), np.uint8)] * len(prompts), dtype=object)
+    with pytest.raises(ValueError, match="does not take history images.*rollout.name=hf"):
+        tiny_engine.generate(prompts)
 
 
 def test_tensor_parallel_above_one_is_a_clear_error(tiny_model_dir):

@@ -75,3 +75,9 @@ def test_cli_two_steps_on_the_echo_env_and_resume_samples_the_same(ray_cluster, 
     assert [m["step"] for m in read_metrics(tmp_path / "resumed")] == [1, 2]
     assert step_samples(tmp_path / "resumed", 2) == step_samples(tmp_path / "straight", 2)
     assert step_samples(tmp_path / "straight", 2) != step_samples(tmp_path / "straight", 1)
+
+
+def test_a_vision_language_model_with_vllm_stops_at_start_up(tiny_vl_model_dir, echo_slots, tmp_path):
+    with pytest.raises(ValueError, match="vision-language model.*rollout.name=hf"):
+        run_ppo(trainer_config(echo_overrides(tiny_vl_model_dir, echo_slots, tmp_path / "run", **VLLM)))
+    assert not (tmp_path / "run").exists()  # nothing started

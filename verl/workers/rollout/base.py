@@ -7,6 +7,12 @@ and including the first EOS). The ids are exactly the sampled tokens (token-in/t
 never re-tokenises decoded text. ``load_weights`` receives the actor's weights after every update as a
 stream of ``(Hugging Face parameter name, full unsharded tensor in the engine dtype)`` pairs; each tensor
 may be freed once consumed, so an engine never needs a second full copy of the model.
+Engines sample from softmax(logits / temperature) truncated by ``top_p`` / ``top_k`` and nothing else: no
+field of the model's ``generation_config.json`` (repetition penalty, n-gram bans, ...) may reach sampling.
+Prompts may carry a history image per row in ``non_tensor_batch["images"]`` (visual mode); only the ``hf``
+engine reads it, and the config check rejects visual mode with any other engine. ``rollout_log_probs``
+(B, T), each sampled token's log-probability, comes back when ``meta_info["return_log_probs"]`` is set
+(the ``vllm`` engine returns it always, at no cost).
 """
 
 from __future__ import annotations

@@ -219,6 +219,9 @@ class VLLMRollout(RolloutEngine):
     def generate(self, prompts: DataProto) -> DataProto:
         from vllm.inputs import TokensPrompt
 
+        if "images" in prompts.non_tensor_batch:  # the config check stops visual mode with vllm at start-up
+            raise ValueError("the vllm engine does not take history images (visual mode); set "
+                             "actor_rollout_ref.rollout.name=hf or ocr.use_ocr=False")
         if self.asleep:
             self.llm.wake_up()
             self.asleep = False
