@@ -1,0 +1,76 @@
+"""benchmarks/compare.py: the interleaving arithmetic, the command line, and baselines that do the same work.
+
+The benchmark scripts import each other by module name (they run as ``python benchmarks/compare.py``), so
+these tests put ``benchmarks/`` on the import path the same way.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from verl.utils.fs import REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+
+
+def test_sides_run_interleaved_and_ratios_are_taken_within_a_round():
+    from interleave import add_ratios, check_targets, interleave, summarize
+
+    calls, a_values, b_values = [], iter([10.0, 30.0, 20.0]), iter([5.0, 10.0, 40.0])
+    sides = [lambda: calls.append("A") or {"a": next(a_values)}, lambda: calls.append("B") or {"b": next(b_values)}]
+    rounds = interleave(sides, reps=3)
+    assert calls == ["A", "B", "A", "B", "A", "B"]
+    add_ratios(rounds, {"a_over_b": ("a", "b")})
+    assert [r["a_over_b"] for r in rounds] == [2.0, 3.0, 0.5]
+    summary = summarize(rounds)
+    assert summary["a"] == 20.0 and summary["b"] == 10.0 and summary["a_over_b"] == 2.0  # median of the ratios
+    assert summary["range"]["a"] == [10.0, 30.0] and summary["range"]["a_over_b"] == [0.5, 3.0]
+    assert summary["reps"] == 3
+    assert check_targets(summary, {"a_over_b": (">=", 2.0), "b": ("<=", 5.0)}) == {
+        "a_over_b": {"target": ">= 2", "met": True}, "b": {"target": "<= 5", "met": False}}
+    with pytest.raises(ValueError, match="reps"):
+        interleave(sides, reps=0)
+
+
+def test_quick_shrinks_the_runs_not_the_rounds_and_bad_arguments_are_rejected():
+    from compare import SIZES, parse_args
+
+    quick, full = parse_args(["--quick"]), parse_args([])
+    assert quick.reps == full.reps == 3 and quick.sections == ["trainer", "env", "retrieval"]
+    for key, (full_size, quick_size) in SIZES.items():
+        assert getattr(full, key) == full_size and getattr(quick, key) == quick_size <= full_size
+    assert parse_args(["--quick", "--episode_steps", "7", "--only", "retrieval"]).episode_steps == 7
+    for bad in (["--only", "trainer,gpu"], ["--steps", "1"], ["--reps", "0"], ["--single_queries", "4"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_the_env_baselines_play_exactly_the_games_our_workers_play(ray_cluster, valid_seen_games):
+    from compare_env import InProcessEnvs, OneActorPerEnv
+
+    from agent_system.environments.env_package.alfworld.envs import AlfworldEnvs
+
+    games, rng = valid_seen_games[:2], random.Random(0)
+    backends = [AlfworldEnvs(2, max_steps=3, num_cpus_per_worker=0.1), OneActorPerEnv(2, max_steps=3),
+                InProcessEnvs(2, max_steps=3)]
+    try:
+        resets = [backend.reset(games) for backend in backends]
+        assert all(obs == resets[0][0] for obs, _ in resets)
+        commands = [rng.choice(info["admissible_commands"]) for info in resets[0][1]]
+        for _ in range(3):
+            steps = [backend.step(commands) for backend in backends]
+            played = [i for i, command in enumerate(commands) if command is not None]
+            for observations, rewards, dones, infos in steps:  # what each played env returned
+                assert [(observations[i], rewards[i], dones[i], infos[i]["admissible_commands"]) for i in played] == \
+                    [(steps[0][0][i], steps[0][1][i], steps[0][2][i], steps[0][3][i]["admissible_commands"]) for i in played]
+            commands = [None if done else rng.choice(info["admissible_commands"])
+                        for done, info in zip(steps[0][2], steps[0][3])]
+        assert steps[0][2] == [True, True]  # max_steps=3 ended both episodes
+    finally:
+        for backend in backends:
+            backend.close()
