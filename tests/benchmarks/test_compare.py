@@ -74,3 +74,20 @@ def test_the_env_baselines_play_exactly_the_games_our_workers_play(ray_cluster, 
     finally:
         for backend in backends:
             backend.close()
+
+
+def test_the_reference_design_server_answers_what_our_server_answers(dense_index):
+    import httpx
+    from compare_retrieval import REFERENCE_SCRIPT
+
+    from agent_system.environments.env_package.search.server_process import RetrievalServer
+
+    queries = ["Gary Groth editor of a comics magazine", "tennis player born in 1960"]
+    with RetrievalServer(dense_index, script=REFERENCE_SCRIPT) as reference, RetrievalServer(dense_index) as ours:
+        for query in queries:
+            payload = {"query": query, "topk": 3, "return_scores": True}
+            theirs = httpx.post(reference.url, json=payload, timeout=60).json()["result"][0]
+            mine = httpx.post(ours.url, json=payload, timeout=60).json()["result"][0]
+            assert [hit["document"] for hit in theirs] == [hit["document"] for hit in mine]
+            assert [hit["score"] for hit in theirs] == pytest.approx([hit["score"] for hit in mine], abs=1e-4)
+        assert httpx.get(f"{reference.base_url}/health").json()["num_docs"] == httpx.get(f"{ours.base_url}/health").json()["num_docs"]
