@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "reps": args.reps, "seconds": {},
     }
     if {"trainer", "env"} & set(args.sections):
+        # Ray starts its workers at niceness 15; the other sides (TRL, raw PyTorch, the retrieval servers)
+        # run at 0. On a machine shared with other jobs that alone would decide the comparison.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     try:
         for name in args.sections:

@@ -8,7 +8,9 @@ with its [min, max] range.
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 Side = Callable[[], Mapping[str, float]]
@@ -21,10 +23,12 @@ def interleave(sides: Sequence[Side], reps: int) -> list[dict[str, float]]:
     if reps < 1:
         raise ValueError(f"reps={reps} must be >= 1")
     rounds = []
-    for _ in range(reps):
+    for rep in range(reps):
         merged: dict[str, float] = {}
         for side in sides:
-            merged.update({key: float(value) for key, value in side().items()})
+            values = {key: float(value) for key, value in side().items()}
+            print(f"[compare] round {rep + 1}/{reps}: {json.dumps(values)}", file=sys.stderr, flush=True)
+            merged.update(values)
         rounds.append(merged)
     return rounds
 

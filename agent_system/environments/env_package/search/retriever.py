@@ -5,11 +5,13 @@ the ``local:<index dir>`` search backend of the environment. Every search is a b
 tokenized / encoded together and searched with one call. One retriever can be shared by many threads
 (server request handlers, environment workers): only the step that is not thread-safe holds a lock —
 the BM25 tokenizer (its Snowball stemmer keeps state) and the dense encoder (a fast tokenizer must not
-be re-configured while another thread uses it) — while BM25 scoring and FAISS search run unlocked.
+be re-configured while another thread uses it) — while BM25 scoring and CPU FAISS search run unlocked
+(a FAISS index on the GPU gets a lock of its own: GPU indexes are not thread-safe).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -117,12 +119,15 @@ class DenseRetriever(Retriever):
         self._index = index
         self.encoder = encoder
         self._encoder_lock = threading.Lock()
+        # FAISS GPU indexes are not thread-safe; CPU ones are searched concurrently without a lock.
+        self._search_lock = threading.Lock() if faiss_gpu else contextlib.nullcontext()
         super().__init__(corpus, int(index.ntotal), index_file)
 
     def _search_rows(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
         with self._encoder_lock:
             vectors = self.encoder.encode_queries(queries)
-        scores, rows = self._index.search(vectors, topk)
+        with self._search_lock:
+            scores, rows = self._index.search(vectors, topk)
         return rows, scores
 
 
