@@ -12,8 +12,8 @@
 
 Within a section the sides run interleaved (A B A B ..., ``--reps`` rounds) and every value is the median
 over the rounds, with ``range`` = [min, max]; ratios are taken within a round. ``targets`` says which of
-the issue's targets the medians meet. ``--quick`` (about 20 minutes on 2 cores once the indexes and the
-benchmark environment exist) runs fewer steps, episodes and queries, not fewer rounds. See
+the issue's targets the medians meet. ``--quick`` (sized for 20 minutes on 2 idle cores once the indexes
+and the benchmark environment exist) runs fewer steps, episodes and queries, not fewer rounds. See
 docs/performance.md for the measured numbers.
 """
 
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     report: dict = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m_at_start": os.getloadavg()[0]},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_avg_1m_at_start": round(os.getloadavg()[0], 1)},
         "quick": args.quick, "reps": args.reps, "seconds": {},
     }
     if {"trainer", "env"} & set(args.sections):
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    report["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(report, indent=2))
     return 0
 

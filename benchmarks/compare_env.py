@@ -71,13 +71,16 @@ class _SessionBatch:
     def reset(self, games: list[GameSpec]) -> tuple[list[str], list[dict[str, Any]]]:
         self._games = list(games)
         results = self._call("reset", {i: game.path for i, game in enumerate(games)})
-        return [results[i].observation for i in range(self.num_envs)], [_info(results[i], g) for i, g in enumerate(games)]
+        observations = [results[i].observation for i in range(self.num_envs)]
+        return observations, [_info(results[i], game) for i, game in enumerate(games)]
 
     def step(self, commands: list[str | None]) -> tuple[list[str], list[float], list[bool], list[dict[str, Any]]]:
         results = self._call("step", {i: command for i, command in enumerate(commands) if command is not None})
-        observations, rewards, dones, infos = [""] * self.num_envs, [0.0] * self.num_envs, [True] * self.num_envs, [{}] * self.num_envs
-        for i, result in results.items():  # an env that sat out keeps its last state in the manager
-            observations[i], rewards[i], dones[i], infos[i] = result.observation, result.reward, result.done, _info(result, self._games[i])
+        n = self.num_envs  # an env that sat out keeps its last state in the manager: placeholders here
+        observations, rewards, dones, infos = [""] * n, [0.0] * n, [True] * n, [{}] * n
+        for i, result in results.items():
+            observations[i], rewards[i], dones[i] = result.observation, result.reward, result.done
+            infos[i] = _info(result, self._games[i])
         return observations, rewards, dones, infos
 
 

@@ -6,17 +6,19 @@ HTTP connection, sending its next request when the last one is answered), real d
 ``*_batched_qps`` ``batch_size`` queries per request (``{"queries": [...]}``, what our env client sends).
 The reference design (``reference_retriever.py``: FastAPI sync endpoint, encode + FAISS search per
 request) serves the same dense index folder with the same encoder, once as it ships and once with our
-server's OpenMP setting (``reference_passive_*``). ``*_cpu_ms_per_query`` is the server process's CPU
-time per query, which other jobs on the machine do not inflate the way they do wall time;
-``dense_cpu_ratio_vs_reference`` compares it (reference / ours). ``encoder_*_qps`` is the encoder
-alone, in this process (one query per call, and ``batch_size`` per call): the dense server should not
-be slower than the encoder it wraps. Recall@3 is the share of dev questions with a gold answer in the
-top-3 passages (``retrieval.answer_recall``).
+server's OpenMP setting (``reference_passive_*``). ``encoder_*`` is the encoder alone (one query per
+call, and ``batch_size`` per call) in a fresh process with our server's OpenMP setting: the dense server
+should not be slower than the encoder it wraps. ``*_cpu_ms_per_query`` is a process's CPU time per
+query, which other jobs on the machine do not inflate the way they inflate wall time;
+``dense_cpu_ratio_vs_reference`` compares it (reference / ours). Recall@3 is the share of dev questions
+with a gold answer in the top-3 passages (``retrieval.answer_recall``).
 """
 
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
 import statistics
 import threading
 import time
@@ -84,7 +86,8 @@ def closed_loop(server: RetrievalServer, payloads: list[dict], clients: int) -> 
     if errors:
         raise RuntimeError(f"{url} answered {len(errors)} request(s) with an error, e.g. {errors[0]}")
     queries = sum(len(p["queries"]) if "queries" in p else 1 for p in payloads)
-    return {"qps": queries / total, "p50_ms": 1000 * statistics.median(latencies), "cpu_ms_per_query": 1000 * cpu_s / queries}
+    return {"qps": queries / total, "p50_ms": 1000 * statistics.median(latencies),
+            "cpu_ms_per_query": 1000 * cpu_s / queries}
 
 
 def single_payloads(queries: list[str], n: int) -> list[dict]:
@@ -96,8 +99,18 @@ def batched_payloads(queries: list[str], n: int, batch_size: int) -> list[dict]:
     return [{"queries": cycled[i : i + batch_size], "topk": 3} for i in range(0, n, batch_size)]
 
 
-def encoder_speed(encoder: DenseEncoder, queries: list[str], n: int, batch_size: int) -> dict[str, float]:
-    """The encoder alone: queries/s one query per call, and ``batch_size`` queries per call."""
+def encoder_speed(model: str, prefixes: Prefixes, queries: list[str], n: int, batch_size: int) -> dict[str, float]:
+    """The encoder alone, in a fresh process with our server's OpenMP setting (it is read once, when
+    torch loads): queries/s and CPU ms per query, one query per call and ``batch_size`` per call."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_encoder_speed_here, (model, prefixes, queries, n, batch_size))
+
+
+def _encoder_speed_here(model: str, prefixes: Prefixes, queries: list[str], n: int,
+                        batch_size: int) -> dict[str, float]:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    encoder = DenseEncoder(model, prefixes=prefixes)
+    encoder.encode_queries(queries[:batch_size])  # warm-up
     cycled = list(itertools.islice(itertools.cycle(queries), n))
     singles = max(1, n // 4)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -133,19 +146,19 @@ def run(args) -> dict:
         built = ensure_index(method, corpus, index_dirs[method])
         build_s[method] = None if built is None else round(built, 1)
     meta = IndexMeta.load(index_dirs["dense"])
-    encoder = DenseEncoder(meta.model, prefixes=Prefixes(meta.query_prefix, meta.passage_prefix))
+    prefixes = Prefixes(meta.query_prefix, meta.passage_prefix)
     single = single_payloads(queries, args.single_queries)
     batched = batched_payloads(queries, args.batched_queries, args.batch_size)
     with (RetrievalServer(index_dirs["dense"], script=REFERENCE_SCRIPT) as reference,
           RetrievalServer(index_dirs["dense"], "--omp_passive", script=REFERENCE_SCRIPT) as reference_passive,
           RetrievalServer(index_dirs["dense"]) as dense, RetrievalServer(index_dirs["bm25"]) as bm25):
-        for server in (reference, reference_passive, dense, bm25):  # warm-up: lazy model parts, mmap pages, connection setup
+        for server in (reference, reference_passive, dense, bm25):  # warm-up: lazy model parts, mmap pages
             closed_loop(server, single[: 2 * args.clients], args.clients)
         with httpx.Client(timeout=600) as http:
             recall = {method: answer_recall(http, server.url, questions, args.batch_size)
                       for method, server in (("bm25", bm25), ("dense", dense))}
         rounds = interleave([
-            lambda: encoder_speed(encoder, queries, args.single_queries, args.batch_size),
+            lambda: encoder_speed(meta.model, prefixes, queries, args.single_queries, args.batch_size),
             server_side("reference_dense_single", reference, single, args.clients),
             server_side("reference_passive_dense_single", reference_passive, single, args.clients),
             server_side("dense_single", dense, single, args.clients),

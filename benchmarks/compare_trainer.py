@@ -64,13 +64,15 @@ def echo_prompts(count: int) -> tuple[list[str], list[str]]:
 def ours(args, work: Path, last: dict) -> dict[str, float]:
     rows = run_rows(args.model, 1, args.steps, args.group, args.prompts_per_step, work, turns=1,
                     max_response_length=args.max_response_length,
-                    extra=[f"actor_rollout_ref.actor.optim.lr={LR}", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
+                    extra=[f"actor_rollout_ref.actor.optim.lr={LR}",
+                           f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
                            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={args.micro_batch}"])
     samples = [r["rollout/num_samples"] for r in rows]
     last["seq_len"] = statistics.mean(r["prompt_length/mean"] + r["response_length/mean"] for r in rows)
     return {
         "ours_tokens_per_s": statistics.median(r["perf/total_num_tokens"] / r["timing_s/step"] for r in rows),
-        "ours_update_tokens_per_s": statistics.median(r["perf/total_num_tokens"] / r["timing_s/update_actor"] for r in rows),
+        "ours_update_tokens_per_s": statistics.median(r["perf/total_num_tokens"] / r["timing_s/update_actor"]
+                                                      for r in rows),
         "ours_gen_tokens_per_s": statistics.median(r["response_length/mean"] * n / r["timing_s/gen"]
                                                    for r, n in zip(rows, samples)),
         "ours_seconds_per_step": statistics.median(r["timing_s/step"] for r in rows),

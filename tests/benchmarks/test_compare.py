@@ -50,6 +50,12 @@ def test_quick_shrinks_the_runs_not_the_rounds_and_bad_arguments_are_rejected():
             parse_args(bad)
 
 
+def played_results(step, played: list[int]) -> list[tuple]:
+    """(observation, reward, done, admissible commands) of the envs that took a command this step."""
+    observations, rewards, dones, infos = step
+    return [(observations[i], rewards[i], dones[i], infos[i]["admissible_commands"]) for i in played]
+
+
 def test_the_env_baselines_play_exactly_the_games_our_workers_play(ray_cluster, valid_seen_games):
     from compare_env import InProcessEnvs, OneActorPerEnv
 
@@ -65,9 +71,7 @@ def test_the_env_baselines_play_exactly_the_games_our_workers_play(ray_cluster, 
         for _ in range(3):
             steps = [backend.step(commands) for backend in backends]
             played = [i for i, command in enumerate(commands) if command is not None]
-            for observations, rewards, dones, infos in steps:  # what each played env returned
-                assert [(observations[i], rewards[i], dones[i], infos[i]["admissible_commands"]) for i in played] == \
-                    [(steps[0][0][i], steps[0][1][i], steps[0][2][i], steps[0][3][i]["admissible_commands"]) for i in played]
+            assert all(played_results(step, played) == played_results(steps[0], played) for step in steps)
             commands = [None if done else rng.choice(info["admissible_commands"])
                         for done, info in zip(steps[0][2], steps[0][3])]
         assert steps[0][2] == [True, True]  # max_steps=3 ended both episodes
@@ -90,4 +94,5 @@ def test_the_reference_design_server_answers_what_our_server_answers(dense_index
             mine = httpx.post(ours.url, json=payload, timeout=60).json()["result"][0]
             assert [hit["document"] for hit in theirs] == [hit["document"] for hit in mine]
             assert [hit["score"] for hit in theirs] == pytest.approx([hit["score"] for hit in mine], abs=1e-4)
-        assert httpx.get(f"{reference.base_url}/health").json()["num_docs"] == httpx.get(f"{ours.base_url}/health").json()["num_docs"]
+        health = [httpx.get(f"{server.base_url}/health").json() for server in (reference, ours)]
+        assert health[0]["num_docs"] == health[1]["num_docs"]

@@ -183,6 +183,6 @@ def test_search_with_the_server_stopped_fails_after_the_retries_with_a_clear_err
 
 
 def test_a_negative_batch_wait_stops_the_server_at_start_with_a_clear_message(bm25_index):
-    done = subprocess.run([sys.executable, str(SERVER_SCRIPT), "--index_path", str(bm25_index), "--batch_wait_ms", "-1"],
-                          capture_output=True, text=True, timeout=120)
+    command = [sys.executable, str(SERVER_SCRIPT), "--index_path", str(bm25_index), "--batch_wait_ms", "-1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--batch_wait_ms must be from 0 to 1000" in done.stderr
