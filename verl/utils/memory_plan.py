@@ -11,7 +11,8 @@ params             actor's FSDP2 shard, fp32 master weights: ``4P/W`` (0 with ``
 gradients          fp32 gradient shards ``4P/W``, held during the update only (freed after it)
 optimizer          AdamW moments ``8P/W``; with ``optimizer_offload`` on the device only during the update
 rollout            the hf engine's unsharded copy ``P x b`` plus its KV cache for ``rollout.micro_batch_size``
-                   prompts of ``prompt + response`` tokens; vLLM: ``gpu_memory_utilization x device``
+                   prompts of ``prompt + response`` tokens; vLLM: ``gpu_memory_utilization x device``, or
+                   ``P x b`` plus ``rollout.kv_cache_memory_gib`` when set, held through every phase
 reference          the reference policy's shard ``4P/W`` when a KL term is on (0 with its ``param_offload``)
 critic             the value model's shard, gradients and moments ``16 P_critic / W`` for ``gae``
 activations        one micro-batch of ``ppo_micro_batch_size_per_gpu x (prompt + response)`` tokens: per
@@ -121,7 +122,9 @@ def memory_plan(cfg: DictConfig, policy: ModelShape, critic: ModelShape | None =
     gradients = 4 * p // world if on_device(fsdp.param_offload) else 0
     optimizer = 8 * p // world if on_device(fsdp.param_offload) else 0
     optimizer_at_rest = optimizer if on_device(fsdp.optimizer_offload) else 0
-    if arr.rollout.name == "vllm" and device_memory:
+    if arr.rollout.name == "vllm" and arr.rollout.kv_cache_memory_gib is not None:  # weights + a fixed KV cache
+        rollout, kv_cache = p * b + int(arr.rollout.kv_cache_memory_gib * GIB), 0
+    elif arr.rollout.name == "vllm" and device_memory:
         rollout, kv_cache = int(arr.rollout.gpu_memory_utilization * device_memory), 0
     else:
         rollout = p * b

@@ -30,12 +30,14 @@ from verl.utils.model import (
     load_causal_lm,
     load_tokenizer,
     load_value_model,
+    resolve_model_path,
     value_model_config,
 )
 from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils, weight_sync
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
+from verl.workers.rollout.base import RolloutEngine
 from verl.workers.rollout.hf_rollout import HFRollout
 
 HF_SUBDIR = "huggingface"
@@ -130,18 +132,25 @@ class ActorRolloutRefWorker:
         self.rollout = self._build_rollout()
         self.sync_rollout_weights()
 
-    def _build_rollout(self) -> HFRollout:
-        """The engine's model is an empty copy of the policy in the rollout dtype; the first weight sync fills it."""
+    def _build_rollout(self) -> RolloutEngine:
+        """The rollout engine, without the policy's weights: the first weight sync (end of :meth:`init_model`)
+        fills it. The hf engine gets an uninitialised copy of the policy in the rollout dtype, vLLM starts
+        from dummy weights; neither reads the checkpoint again."""
         rollout_cfg = self.cfg.actor_rollout_ref.rollout
         trust = self.cfg.actor_rollout_ref.model.trust_remote_code
+        common = dict(pad_token_id=self.tokenizer.pad_token_id, response_length=self.cfg.data.max_response_length,
+                      eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
+                      rank=self.rank)
+        if rollout_cfg.name == "vllm":
+            from verl.workers.rollout.vllm_rollout import VLLMRollout
+
+            return VLLMRollout(resolve_model_path(self.model_path), rollout_cfg, dtype=self.rollout_dtype,
+                               device=self.device, prompt_length=self.cfg.data.max_prompt_length,
+                               seed=self.cfg.trainer.seed, load_format="dummy", trust_remote_code=trust, **common)
         model = weight_sync.empty_copy(self.model_cls, self.hf_config, self.rollout_dtype, self.device,
                                        buffers_from=self.actor.module, trust_remote_code=trust)
-        return HFRollout(
-            model, self.device, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
-            response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
-            rank=self.rank, vision=self.vision,
-        )
+        return HFRollout(model, self.device, micro_batch_size=rollout_cfg.micro_batch_size, vision=self.vision,
+                         **common)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         return self.rollout.generate(prompts)
@@ -158,6 +167,7 @@ class ActorRolloutRefWorker:
         return DataProto.from_dict({"ref_log_prob": logp})
 
     def update_actor(self, data: DataProto) -> DataProto:
+        self.rollout.release_memory()  # e.g. vLLM's KV cache, taken back by the sync below
         with fsdp_utils.optimizer_state_on(self.actor.optimizer, *self.optim_devices):
             metrics = self.actor.update_policy(data, data.meta_info["temperature"])
         self.actor.optimizer.zero_grad(set_to_none=True)  # no gradients held through the next rollout
