@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from agent_system.environments.categories import ALFWORLD_TASK_TYPES, MACHINE_TYPES
+from agent_system.environments.env_package.machines.tasks import main as write_machine_slots
 from agent_system.skills.library import load_skill_library
 from tests.conftest import REPO_ROOT
 
@@ -107,14 +108,17 @@ def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, smal
 
 
 def test_machines_quickstart_runs_a_curriculum_and_summarises_it(tiny_model_dir, tmp_path):
-    """Two steps, a validation at each (budgets 5, 5, 0), the final test, the report and the summary."""
+    """Two steps, a validation at each (budgets 5, 5, 0), the final test, the report and the summary.
+    Four validation and test tasks (one per machine type) instead of the script's 32 and 64 keep it short."""
     out = tmp_path / "run"
     env = {**os.environ, "SKILLZERO_CACHE": str(tmp_path / "cache")}
+    small = write_machine_slots(["--local_dir", str(tmp_path / "tasks"), "--train", "8", "--val", "4", "--test", "4"])
     proc = subprocess.run(
         ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), "machines", f"actor_rollout_ref.model.path={tiny_model_dir}",
          "trainer.total_training_steps=2", "trainer.test_freq=1", "env.curriculum_learning.max_set_schedule=[5,0]",
          "data.val_batch_size=8", "data.max_response_length=8", "env.rollout.n=2", "trainer.save_freq=-1",
-         f"trainer.default_local_dir={out}", "ray_init.num_cpus=4"],
+         f"trainer.default_local_dir={out}", "ray_init.num_cpus=4",
+         *(f"data.{split}_files={path}" for split, path in small.items())],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "- val/success_rate: " in proc.stdout and "- val/curriculum/without_skill/success_rate: " in proc.stdout
