@@ -16,7 +16,8 @@ Every validation plays the validation tasks twice, paired, with the run's active
 the final test plays the test tasks with all skills merged and with none. From each run's
 ``metrics.jsonl`` it writes ``internalization.json`` (every run, every validation, mean ± std per method),
 ``internalization.png`` (zero-skill success vs step per method, with SKILL0's skill budget) and
-``internalization.md`` to ``--out``, and prints the JSON. ``--quick`` runs one seed of each method.
+``internalization.md`` to ``--out`` (rewritten after every run, so a cut-off benchmark keeps the runs that
+finished), and prints the JSON. ``--quick`` runs one seed of each method.
 Extra arguments are Hydra overrides for every run (e.g. ``trainer.total_training_steps=24``).
 """
 
@@ -131,12 +132,13 @@ def targets(methods: dict[str, Any]) -> dict[str, Any]:
     s0, grpo, static = methods["skill0"]["test_no_skill"], methods["grpo"]["test_no_skill"], methods["static"]
     margin = s0["mean"] - grpo["mean"]
     static_with = static["final_val_with_skill"]["mean"]
+    share = round(s0["mean"] / static_with, 4) if static_with else None
     return {
         "skill0_minus_grpo_zero_skill": round(margin, 4),
         "margin_target_met": margin >= TARGET_MARGIN_OVER_GRPO,
         "margin_exceeds_seed_spread": margin > s0["std"] + grpo["std"],
-        "skill0_zero_skill_share_of_static_with_skill": round(s0["mean"] / static_with, 4) if static_with else None,
-        "share_target_met": static_with > 0 and s0["mean"] >= TARGET_SHARE_OF_STATIC * static_with,
+        "skill0_zero_skill_share_of_static_with_skill": share,
+        "share_target_met": share is not None and share >= TARGET_SHARE_OF_STATIC,
     }
 
 
@@ -221,16 +223,25 @@ def main() -> None:
     out = Path(args.out).expanduser().resolve()
     slots = write_task_slots(["--local_dir", str(out / "tasks"), "--train", str(args.tasks[0]),
                               "--val", str(args.tasks[1]), "--test", str(args.tasks[2])])
-    start = time.time()
-    runs = [run_once(method, seed, slots, out, overrides) for seed in seeds for method in args.methods]
+    start, runs = time.time(), []
+    for seed in seeds:
+        for method in args.methods:  # results after every run: a benchmark cut off keeps the runs that finished
+            runs.append(run_once(method, seed, slots, out, overrides))
+            result = write_results(out, runs, seeds, overrides, time.time() - start)
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
+
+
+def write_results(out: Path, runs: list[dict[str, Any]], seeds: list[int], overrides: list[str],
+                  seconds: float) -> dict[str, Any]:
+    """Aggregate ``runs`` and write internalization.{json,png,md} to ``out``; returns the JSON object."""
     methods = aggregate(runs)
     result = {"benchmark": "internalization", "preset": PRESET, "model": "smollm2-135m-instruct",
-              "seeds": seeds, "overrides": overrides, "total_seconds": round(time.time() - start, 1),
+              "seeds": seeds, "overrides": overrides, "total_seconds": round(seconds, 1),
               "methods": methods, "targets": targets(methods), "runs": runs}
     write_text_atomic(out / "internalization.json", json.dumps(result, indent=1) + "\n")
     write_bytes_atomic(out / "internalization.png", plot(methods))
     write_text_atomic(out / "internalization.md", markdown(result))
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
+    return result
 
 
 if __name__ == "__main__":
