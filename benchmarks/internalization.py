@@ -18,7 +18,8 @@ the final test plays the test tasks with all skills merged and with none. From e
 ``internalization.png`` (zero-skill success vs step per method, with SKILL0's skill budget) and
 ``internalization.md`` to ``--out`` (rewritten after every run, so a cut-off benchmark keeps the runs that
 finished), and prints the JSON. ``--quick`` runs one seed of each method.
-Extra arguments are Hydra overrides for every run (e.g. ``trainer.total_training_steps=24``).
+Extra arguments are Hydra overrides for every run (e.g. ``trainer.total_training_steps=24``); one of
+``env.curriculum_learning.max_set_schedule`` changes skill0's schedule only (grpo and static fix theirs).
 """
 
 from __future__ import annotations
@@ -49,16 +50,21 @@ TARGET_MARGIN_OVER_GRPO = 0.20
 TARGET_SHARE_OF_STATIC = 0.80
 
 
-def run_once(method: str, seed: int, slots: dict[str, Path], out: Path, overrides: list[str]) -> dict[str, Any]:
-    """Train one (method, seed) through the CLI; returns its summary (see :func:`summarize`)."""
-    run_dir = out / "runs" / f"{method}_seed{seed}"
-    command = [
-        sys.executable, "-m", "verl.trainer.main_ppo", "--config-name", PRESET,
+def cli_overrides(method: str, seed: int, slots: dict[str, Path], run_dir: Path, overrides: list[str]) -> list[str]:
+    """The Hydra overrides of one (method, seed) run on top of the preset; the method's schedule comes last."""
+    return [
         f"data.train_files={slots['train']}", f"data.val_files={slots['val']}", f"data.test_files={slots['test']}",
         f"trainer.seed={seed}", f"data.seed={seed}", f"env.seed={seed}", "trainer.save_freq=-1",
         "trainer.resume_mode=disable", "trainer.logger=[console,file]", f"trainer.default_local_dir={run_dir}",
-        f"trainer.experiment_name={method}_seed{seed}", *METHODS[method], *overrides,
+        f"trainer.experiment_name={method}_seed{seed}", *overrides, *METHODS[method],
     ]
+
+
+def run_once(method: str, seed: int, slots: dict[str, Path], out: Path, overrides: list[str]) -> dict[str, Any]:
+    """Train one (method, seed) through the CLI; returns its summary (see :func:`summarize`)."""
+    run_dir = out / "runs" / f"{method}_seed{seed}"
+    command = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-name", PRESET,
+               *cli_overrides(method, seed, slots, run_dir, overrides)]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     start = time.time()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from benchmarks import internalization as bench
+from tests.conftest import CONFIG_DIR
+from verl.trainer.config.schema import register_schema
+from verl.trainer.config.validate import config_problems
 
 
 def metrics(without: list[float], test_no_skill: float, budgets: list[int]) -> list[dict]:
@@ -56,3 +61,20 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
 def test_a_run_without_its_final_test_is_an_error():
     with pytest.raises(ValueError, match="was the run complete"):
         bench.summarize(metrics([0.0, 0.0], 0.0, [5, 0])[:-1])
+
+
+@pytest.mark.parametrize("method, schedule", [("skill0", [5, 3, 0]), ("grpo", [0]), ("static", [5])])
+def test_every_method_runs_the_preset_with_only_its_schedule_changed(method, schedule):
+    """What the CLI composes for one run: the shared preset and tasks; a user schedule reaches skill0 only."""
+    slots = {split: Path(f"/slots/{split}.parquet") for split in ("train", "val", "test")}
+    register_schema()
+    for user, expected in (([], schedule), (["env.curriculum_learning.max_set_schedule=[5,0]"],
+                                            [5, 0] if method == "skill0" else schedule)):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name=bench.PRESET,
+                          overrides=bench.cli_overrides(method, 3, slots, Path("/runs/x"), ["trainer.test_freq=4", *user]))
+        assert list(cfg.env.curriculum_learning.max_set_schedule) == expected
+        assert (cfg.env.env_name, cfg.trainer.seed, cfg.trainer.test_freq, cfg.data.val_files) == (
+            "machines", 3, 4, "/slots/val.parquet")
+        assert (cfg.actor_rollout_ref.actor.optim.lr, cfg.data.train_batch_size, cfg.env.rollout.n) == (2e-5, 4, 4)
+        assert config_problems(cfg) == []
