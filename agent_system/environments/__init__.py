@@ -13,6 +13,7 @@ _MANAGERS = {
     "alfworld": "agent_system.environments.alfworld_manager",
     "search": "agent_system.environments.search_manager",
     "echo": "agent_system.environments.echo_manager",
+    "machines": "agent_system.environments.machines_manager",
 }
 
 

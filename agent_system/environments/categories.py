@@ -21,8 +21,11 @@ SEARCH_SKILL_TYPES: tuple[str, ...] = (
 
 ECHO_CATEGORIES: tuple[str, ...] = ("echo",)
 
+MACHINE_TYPES: tuple[str, ...] = ("pump", "lift", "oven", "mixer")
+
 TASK_CATEGORIES: dict[str, tuple[str, ...]] = {
     "alfworld": ALFWORLD_TASK_TYPES,
     "search": SEARCH_SKILL_TYPES,
     "echo": ECHO_CATEGORIES,
+    "machines": MACHINE_TYPES,
 }

@@ -30,6 +30,7 @@ WITHOUT = "val/curriculum/without_skill/"
 DELTA = "val/curriculum/delta/"
 SKILL_DELTA = "val/curriculum/skill_delta/"
 SUCCESS = "val/success_rate"
+SUCCESS_WITHOUT = WITHOUT + "success_rate"
 ACTIVE_COUNT = "val/curriculum/active_skill_count"
 ACTIVE_NAMES = "val/curriculum/active_skills"
 MAX_SET = "val/curriculum/max_set"
@@ -245,7 +246,7 @@ def _curriculum_table(rows: list[Row]) -> list[str]:
 def summary_markdown(source: Path, rows: list[Row], plots: list[str]) -> str:
     steps = [row.step for row in rows]
     lines = ["# Skill curriculum report", "", f"Source: `{source}` ({len(rows)} lines, steps {min(steps)}–{max(steps)}).", ""]
-    trends = [_trend(SUCCESS, points) for points in [series(rows, SUCCESS)] if points]
+    trends = [_trend(key, points) for key in (SUCCESS, SUCCESS_WITHOUT) if (points := series(rows, key))]
     tokens = [_change(label, points) for label, points in
               (("context tokens / step", series(rows, CONTEXT_TOKENS)), ("skill tokens / step", series(rows, SKILL_TOKENS)))
               if points]

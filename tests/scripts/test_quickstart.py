@@ -1,8 +1,9 @@
-"""The main job (scripts/quickstart.sh) with a tiny model: the SKILL0 curriculum end to end on ALFWorld.
+"""The main job (scripts/quickstart.sh) with a tiny model: the SKILL0 curriculum end to end.
 
-One run of 6 steps with a validation at every step and schedule [3,1,0]: six validations split into three
-phases, so budget 3 at g = 0-2, 1 at g = 3-4 and 0 at g = 5-6 (governing step 6). The run is killed after
-its second validation and resumed.
+ALFWorld (the default; the test names it): one run of 6 steps with a validation at every step and schedule [3,1,0]:
+six validations split into three phases, so budget 3 at g = 0-2, 1 at g = 3-4 and 0 at g = 5-6
+(governing step 6). The run is killed after its second validation and resumed. Machines
+(``quickstart.sh machines``): a 2-step curriculum run through the CLI, its summary and report.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from agent_system.environments.categories import ALFWORLD_TASK_TYPES
+from agent_system.environments.categories import ALFWORLD_TASK_TYPES, MACHINE_TYPES
+from agent_system.environments.env_package.machines.tasks import main as write_machine_slots
 from agent_system.skills.library import load_skill_library
 from tests.conftest import REPO_ROOT
 
 MAPPING = REPO_ROOT / "skills/alfworld/skill_mapping.json"
+MACHINE_SKILLS = REPO_ROOT / "skills/machines"
 
 
 def command(model: str, out: Path, games: Path) -> list[str]:
     """The quickstart on ``games`` (a short data folder: the final test plays every game of the split)."""
-    return ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), f"actor_rollout_ref.model.path={model}",
+    return ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), "alfworld", f"actor_rollout_ref.model.path={model}",
             f"env.alfworld.data_path={games}",
             "env.curriculum_learning.enable=True", "env.curriculum_learning.max_set_schedule=[3,1,0]",
             "trainer.total_training_steps=6", "trainer.test_freq=1", "trainer.save_freq=1",
@@ -102,3 +105,45 @@ def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, smal
                              "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=REPO_ROOT)
     assert report.returncode == 0, report.stderr
     assert list((tmp_path / "report").glob("*.png")) and (tmp_path / "report" / "summary.md").exists()
+
+
+def test_machines_quickstart_runs_a_curriculum_and_summarises_it(tiny_model_dir, tmp_path):
+    """Two steps, a validation at each (budgets 5, 5, 0), the final test, the report and the summary.
+    Four validation and test tasks (one per machine type) instead of the script's 32 and 64 keep it short."""
+    out = tmp_path / "run"
+    env = {**os.environ, "SKILLZERO_CACHE": str(tmp_path / "cache")}
+    small = write_machine_slots(["--local_dir", str(tmp_path / "tasks"), "--train", "8", "--val", "4", "--test", "4"])
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), "machines", f"actor_rollout_ref.model.path={tiny_model_dir}",
+         "trainer.total_training_steps=2", "trainer.test_freq=1", "env.curriculum_learning.max_set_schedule=[5,0]",
+         "data.val_batch_size=8", "data.max_response_length=8", "env.rollout.n=2", "trainer.save_freq=-1",
+         f"trainer.default_local_dir={out}", "ray_init.num_cpus=4",
+         *(f"data.{split}_files={path}" for split, path in small.items())],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "- val/success_rate: " in proc.stdout and "- val/curriculum/without_skill/success_rate: " in proc.stdout
+    assert f"Report (plots, per-category table, curriculum decisions): {out}/report/summary.md" in proc.stdout
+    assert (out / "report" / "success_by_category.png").exists()
+
+    metrics = metrics_lines(out)
+    assert [m["step"] for m in metrics] == [0, 1, 2, 2]
+    assert [m["val/curriculum/max_set"] for m in metrics[:3]] == [5, 5, 0]
+    assert metrics[2]["val/curriculum/active_skills"] == ""
+    for m in metrics[:3]:  # paired with / without validations, per machine type
+        for machine in MACHINE_TYPES:
+            assert f"val/curriculum/without_skill/{machine}_success_rate" in m
+    assert {"test/full_skill/success_rate", "test/no_skill/success_rate"} <= set(metrics[-1])
+
+    # training prompts carry general skills + the machine's own file; the without-skill run carries none
+    library = load_skill_library(MACHINE_SKILLS, MACHINE_TYPES)
+    rows = read_log(out, "train_step_1")
+    assert rows
+    trained = {key.split("/")[1].removesuffix("_success_rate") for key in metrics[1]
+               if key.startswith("episode/") and key.endswith("_success_rate") and key != "episode/success_rate"}
+    assert trained == {row["category"] for row in rows} and trained <= set(MACHINE_TYPES)  # per machine type
+    for row in rows:
+        for name, skill_file in library.files.items():
+            own = name in ("general_skills", library.skill_for(row["category"]))
+            assert (skill_file.text in row["prompt"]) == own, (name, row["category"])
+    without = read_log(out, "val_step_0_without_skill")
+    assert without and not any("### " in r["prompt"] for r in without)

@@ -82,7 +82,7 @@ def test_loads_folder_with_general_first_and_category_lookups(tmp_path):
 
 def test_our_skill_folders_load():
     root = Path(__file__).resolve().parents[3] / "skills"
-    for env in ("alfworld", "search"):
+    for env in ("alfworld", "search", "machines"):
         library = load_skill_library(root / env, TASK_CATEGORIES[env])
         assert library.names[0] == GENERAL_SKILLS
         assert set(library.task_to_skill) == set(TASK_CATEGORIES[env])

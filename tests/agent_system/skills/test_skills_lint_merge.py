@@ -1,4 +1,4 @@
-"""The lint and merge CLIs, and the skill folders we ship (skills/alfworld, skills/search)."""
+"""The lint and merge CLIs, and the skill folders we ship (skills/alfworld, skills/search, skills/machines)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def count_rows(output: str) -> dict[str, int]:
     return {m["label"].strip(): int(m["n"]) for m in re.finditer(r"^  (?P<label>.+?)\s+(?P<n>\d+)$", output, re.M)}
 
 
-@pytest.mark.parametrize("env", ["alfworld", "search"])
+@pytest.mark.parametrize("env", ["alfworld", "search", "machines"])
 def test_our_folders_pass_lint_with_word_counts(env, capsys):
     assert lint.main([str(SKILLS / env)]) == 0
     out = capsys.readouterr().out
@@ -31,7 +31,7 @@ def test_our_folders_pass_lint_with_word_counts(env, capsys):
     assert merged > max(v for k, v in rows.items() if k.startswith("context ") and "all files" not in k)
 
 
-@pytest.mark.parametrize("env", ["alfworld", "search"])
+@pytest.mark.parametrize("env", ["alfworld", "search", "machines"])
 def test_committed_merged_files_are_current(env, capsys):
     assert merge.main([str(SKILLS / env), "--check"]) == 0
     merged = load_skill_file(SKILLS / env / merge.MERGED_FILE_NAME)

@@ -29,7 +29,9 @@ def synthetic_run(path: Path) -> None:
             with_rates = {"direct_retrieval": 0.3 + 0.2 * progress, "compare": 0.4, "multi_hop_reasoning": 0.25}
             without = {"direct_retrieval": 0.2 + 0.3 * progress, "compare": 0.45, "multi_hop_reasoning": 0.1 + 0.2 * progress}
             curriculum.update(step, with_rates, without)
-            lines.append({"step": step, "val/success_rate": round(0.2 + 0.5 * progress, 4), **curriculum.metrics()})
+            lines.append({"step": step, "val/success_rate": round(0.2 + 0.5 * progress, 4),
+                          "val/curriculum/without_skill/success_rate": round(0.1 + 0.4 * progress, 4),
+                          **curriculum.metrics()})
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
@@ -44,6 +46,7 @@ def test_report_writes_plots_and_a_summary_with_real_numbers(tmp_path, capsys):
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "steps 0–60" in summary
     assert "- val/success_rate: 0.2 at step 0 → 0.7 at step 60 (best 0.7 at step 60)" in summary
+    assert "- val/curriculum/without_skill/success_rate: 0.1 at step 0 → 0.5 at step 60 (best 0.5" in summary
     # step 60: with 0.5 / without 0.5 for direct retrieval; 0.25 vs 0.3 for multi-hop
     assert "## Last paired validation (step 60)" in summary
     assert "| direct_retrieval | 0.5 | 0.5 | 0 |" in summary
