@@ -28,6 +28,10 @@ from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
 
+# What start-up raises for bad configs, model paths, data and skill files (each names the key/file and the fix);
+# ``main`` prints these without a traceback. Catalogue: tests/verl/trainer/test_startup_errors.py.
+STARTUP_ERRORS = (ConfigError, ValueError, FileNotFoundError)
+
 
 def total_steps(cfg: DictConfig, loader: TaskSlotLoader) -> int:
     """``trainer.total_training_steps`` when set (honoured exactly), else epochs x batches per epoch."""
@@ -114,7 +118,7 @@ def run_ppo(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run = Run(cfg)
-    except (ConfigError, ValueError, FileNotFoundError) as err:  # bad config, model path or data: no traceback
+    except STARTUP_ERRORS as err:  # bad config, model path or data: no traceback
         print(f"SkillZero could not start: {err}", file=sys.stderr)
         sys.exit(2)
     try:
