@@ -20,7 +20,7 @@ from verl.trainer.config.validate import ConfigError, validate_config
 from verl.trainer.ppo.evaluation import eval_num_envs, validation_tasks
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
-from verl.utils.checkpoint import CheckpointManager
+from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.model import load_tokenizer, resolve_model_path
 from verl.utils.vision import VisionPrompt, require_vision_model
@@ -123,6 +123,9 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     try:
         run.trainer.fit()
+    except CheckpointSaveError as err:  # e.g. disk full: the message says what resume will pick and the fix
+        print(f"SkillZero stopped: {err}", file=sys.stderr)
+        sys.exit(3)
     finally:
         run.close()
 

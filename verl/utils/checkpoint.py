@@ -12,7 +12,9 @@ Layout under ``trainer.default_local_dir``::
 ``global_step_N`` and replaces the ``latest`` file (temp file + rename). Re-saving a step that exists
 first renames the old folder aside (``.old-global_step_N-*``), renames the new one in and deletes the
 old one last, so a crash at any point leaves one complete copy of the step; :meth:`recover` (run before
-every resume) puts a stranded old copy back and deletes partial saves.
+every resume) puts a stranded old copy back and deletes partial saves. A save that fails with an
+``OSError`` (disk full, quota, I/O error) deletes its partial folder at once, to give the space back, and
+stops the run with :class:`CheckpointSaveError` naming the checkpoint that resume will pick.
 
 **Which save is newest.** Every save gets ``save_index`` = 1 + the highest index in the folder, so
 "newest" means "saved last", not "highest step": after a fresh start or a resume to an earlier step the
@@ -33,7 +35,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from verl.utils.fs import write_text_atomic
 
@@ -46,6 +48,10 @@ _OLD_DIR = re.compile(r"^\.old-global_step_(\d+)-[0-9a-f]+$")
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be resumed as configured; the message names the fix."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the previous complete checkpoint is still the one resume picks."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,29 @@ class CheckpointManager:
             shutil.rmtree(partial, ignore_errors=True)
 
     # -------------------------------------------------------------------------------- saving
+    def save(self, step: int, write: Callable[[Path], None], trainer_state: dict[str, Any]) -> Path:
+        """``write(tmp)`` fills a fresh temporary folder (the workers' shards), then :meth:`commit`.
+
+        An ``OSError`` on the way (from ``write`` directly or wrapped by Ray, or from the commit) removes the
+        partial folder and raises :class:`CheckpointSaveError` naming the checkpoint resume will use."""
+        tmp = None
+        try:
+            tmp = self.begin(step)
+            write(tmp)
+            return self.commit(tmp, step, trainer_state)
+        except Exception as err:
+            cause = _os_error_in(err)
+            if cause is None:
+                raise
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            kept = self.latest()
+            resume = f"resume will start from {kept}" if kept else "no earlier checkpoint exists, so resume starts at step 0"
+            raise CheckpointSaveError(
+                f"saving the checkpoint of step {step} under {self.root} failed ({cause}); the partial save was "
+                f"removed and {resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
+                "trainer.max_actor_ckpt_to_keep, then rerun with trainer.resume_mode=auto") from err
+
     def begin(self, step: int) -> Path:
         """A fresh temporary folder for the workers to write step ``step`` into."""
         tmp = self.root / f"{_TMP_PREFIX}{step}-{uuid.uuid4().hex[:8]}"
@@ -197,3 +226,14 @@ class CheckpointManager:
         if self.max_critic_keep and self.max_critic_keep > 0:
             for checkpoint in newest_last[: -self.max_critic_keep]:
                 shutil.rmtree(checkpoint.path / "critic", ignore_errors=True)
+
+
+def _os_error_in(err: BaseException) -> BaseException | None:
+    """The ``OSError`` behind ``err``: itself, a Ray task error's cause, or anywhere in its chain."""
+    seen = 0
+    while err is not None and seen < 16:
+        if isinstance(err, OSError):
+            return err
+        cause = getattr(err, "cause", None)  # ray.exceptions.RayTaskError keeps the worker's exception here
+        err, seen = (cause if isinstance(cause, BaseException) else err.__cause__ or err.__context__), seen + 1
+    return None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from verl.utils.checkpoint import LATEST, STATE, CheckpointError, CheckpointManager, read_trainer_state
 
 
@@ -185,3 +188,50 @@ def test_a_crash_at_any_point_of_a_resave_leaves_one_complete_copy(tmp_path, mon
     assert path == (tmp_path / "global_step_2").resolve()
     assert weights(restarted, 2) == ("old" if at_call <= 3 else "new")  # until the new copy is renamed in
     assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", "global_step_2", LATEST]
+
+
+# A save that hits a real write failure: the child process may write at most 1 MiB per file (RLIMIT_FSIZE), so
+# the kernel answers the 2 MiB shard with EFBIG, as a full disk answers with ENOSPC (issue 15, item 4).
+DISK_FAILURE_SCRIPT = """
+import resource, signal, sys
+from pathlib import Path
+from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as ENOSPC does
+mgr = CheckpointManager(sys.argv[1])
+
+def shard(size):
+    def write(tmp):
+        (tmp / "actor").mkdir()
+        (tmp / "actor" / "weights").write_bytes(b"w" * size)
+    return write
+
+mgr.save(1, shard(1000), {"global_step": 1})
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    mgr.save(2, shard(2 << 20), {"global_step": 2})
+except CheckpointSaveError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def test_a_failing_write_during_a_save_keeps_the_previous_checkpoint_for_resume(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", DISK_FAILURE_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stdout
+    assert "saving the checkpoint of step 2" in message and "File too large" in message
+    assert f"resume will start from {(tmp_path / 'global_step_1').resolve()}" in message and "Fix: free space" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", LATEST]  # the partial save is gone
+    assert CheckpointManager(str(tmp_path)).resume_path("auto", None) == (tmp_path / "global_step_1").resolve()
+
+
+def test_errors_other_than_os_errors_pass_through_save_unchanged(tmp_path):
+    mgr = CheckpointManager(str(tmp_path))
+
+    def write(tmp):
+        raise KeyError("a bug, not a disk problem")
+
+    with pytest.raises(KeyError):
+        mgr.save(1, write, {"global_step": 1})
