@@ -13,8 +13,9 @@ Layout under ``trainer.default_local_dir``::
 first renames the old folder aside (``.old-global_step_N-*``), renames the new one in and deletes the
 old one last, so a crash at any point leaves one complete copy of the step; :meth:`recover` (run before
 every resume) puts a stranded old copy back and deletes partial saves. A save that fails with an
-``OSError`` (disk full, quota, I/O error) deletes its partial folder at once, to give the space back, and
-stops the run with :class:`CheckpointSaveError` naming the checkpoint that resume will pick.
+error (disk full, quota, I/O error) deletes its partial folder at once, to give the space back, and stops
+the run with :class:`CheckpointSaveError` naming the cause, the free space and the checkpoint resume will
+pick (docs/reliability.md).
 
 **Which save is newest.** Every save gets ``save_index`` = 1 + the highest index in the folder, so
 "newest" means "saved last", not "highest step": after a fresh start or a resume to an earlier step the
@@ -176,24 +177,26 @@ class CheckpointManager:
     def save(self, step: int, write: Callable[[Path], None], trainer_state: dict[str, Any]) -> Path:
         """``write(tmp)`` fills a fresh temporary folder (the workers' shards), then :meth:`commit`.
 
-        An ``OSError`` on the way (from ``write`` directly or wrapped by Ray, or from the commit) removes the
-        partial folder and raises :class:`CheckpointSaveError` naming the checkpoint resume will use."""
+        Any failure on the way (a full disk surfaces as ``OSError`` from the driver but as a ``RuntimeError``
+        from ``torch.save`` inside a worker) removes the partial folder and raises
+        :class:`CheckpointSaveError` with the worker's own error, the free space and the checkpoint resume
+        will use."""
         tmp = None
         try:
             tmp = self.begin(step)
             write(tmp)
             return self.commit(tmp, step, trainer_state)
         except Exception as err:
-            cause = _os_error_in(err)
-            if cause is None:
-                raise
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+            cause = _worker_cause(err)
+            free = shutil.disk_usage(self.root).free if self.root.exists() else 0
             kept = self.latest()
             resume = f"resume will start from {kept}" if kept else "no earlier checkpoint exists, so resume starts at step 0"
             raise CheckpointSaveError(
-                f"saving the checkpoint of step {step} under {self.root} failed ({cause}); the partial save was "
-                f"removed and {resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
+                f"saving the checkpoint of step {step} under {self.root} failed ({type(cause).__name__}: "
+                f"{str(cause).strip()[:500]}; {free / 2**20:.1f} MiB free there); the partial save was removed and "
+                f"{resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
                 "trainer.max_actor_ckpt_to_keep, then rerun with trainer.resume_mode=auto") from err
 
     def begin(self, step: int) -> Path:
@@ -228,12 +231,7 @@ class CheckpointManager:
                 shutil.rmtree(checkpoint.path / "critic", ignore_errors=True)
 
 
-def _os_error_in(err: BaseException) -> BaseException | None:
-    """The ``OSError`` behind ``err``: itself, a Ray task error's cause, or anywhere in its chain."""
-    seen = 0
-    while err is not None and seen < 16:
-        if isinstance(err, OSError):
-            return err
-        cause = getattr(err, "cause", None)  # ray.exceptions.RayTaskError keeps the worker's exception here
-        err, seen = (cause if isinstance(cause, BaseException) else err.__cause__ or err.__context__), seen + 1
-    return None
+def _worker_cause(err: BaseException) -> BaseException:
+    """The exception a Ray worker raised (``RayTaskError.cause``), else ``err`` itself."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, BaseException) else err

@@ -10,7 +10,14 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from verl.utils.checkpoint import LATEST, STATE, CheckpointError, CheckpointManager, read_trainer_state
+from verl.utils.checkpoint import (
+    LATEST,
+    STATE,
+    CheckpointError,
+    CheckpointManager,
+    CheckpointSaveError,
+    read_trainer_state,
+)
 
 
 def save(mgr: CheckpointManager, step: int, weights: str | None = None) -> None:
@@ -191,10 +198,11 @@ def test_a_crash_at_any_point_of_a_resave_leaves_one_complete_copy(tmp_path, mon
 
 
 # A save that hits a real write failure: the child process may write at most 1 MiB per file (RLIMIT_FSIZE), so
-# the kernel answers the 2 MiB shard with EFBIG, as a full disk answers with ENOSPC (issue 15, item 4).
+# the kernel answers the 2 MiB shard with EFBIG, as a full disk answers with ENOSPC (issue 15, item 4). The shard
+# is written with torch.save, which reports the failed write as a RuntimeError ("unexpected pos"), not an OSError.
 DISK_FAILURE_SCRIPT = """
 import resource, signal, sys
-from pathlib import Path
+import torch
 from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as ENOSPC does
@@ -203,7 +211,7 @@ mgr = CheckpointManager(sys.argv[1])
 def shard(size):
     def write(tmp):
         (tmp / "actor").mkdir()
-        (tmp / "actor" / "weights").write_bytes(b"w" * size)
+        torch.save(torch.zeros(size // 4), tmp / "actor" / "weights.pt")
     return write
 
 mgr.save(1, shard(1000), {"global_step": 1})
@@ -221,17 +229,20 @@ def test_a_failing_write_during_a_save_keeps_the_previous_checkpoint_for_resume(
                           cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 3, proc.stderr
     message = proc.stdout
-    assert "saving the checkpoint of step 2" in message and "File too large" in message
+    assert "saving the checkpoint of step 2" in message and "RuntimeError" in message and "MiB free" in message
     assert f"resume will start from {(tmp_path / 'global_step_1').resolve()}" in message and "Fix: free space" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", LATEST]  # the partial save is gone
     assert CheckpointManager(str(tmp_path)).resume_path("auto", None) == (tmp_path / "global_step_1").resolve()
 
 
-def test_errors_other_than_os_errors_pass_through_save_unchanged(tmp_path):
+def test_a_save_failing_before_the_commit_removes_its_partial_folder(tmp_path):
     mgr = CheckpointManager(str(tmp_path))
 
     def write(tmp):
-        raise KeyError("a bug, not a disk problem")
+        (tmp / "actor").mkdir()
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(KeyError):
+    with pytest.raises(CheckpointSaveError) as err:
         mgr.save(1, write, {"global_step": 1})
+    assert "No space left on device" in str(err.value) and "resume starts at step 0" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
