@@ -190,7 +190,7 @@ def scenario_disk_full(work: Path) -> dict[str, Any]:
         message = next((line for line in failed.stderr.splitlines() if "SkillZero stopped" in line), "")
         result = {
             "checkpoint_bytes": checkpoint, "failed_run_exit_code": failed.returncode,
-            "clear_error": bool(message) and "Traceback" not in failed.stderr, "message": message[:400],
+            "clear_error": bool(message) and "Traceback" not in message, "message": message[:400],
             "seconds_to_stop": round(detect_s, 1), "partial_folders_left": leftovers,
             "resume_picks": picked.name if picked else None,
             "resumed_exit_code": resumed.returncode, "resumed_from_step_1": "at global step 1" in resumed.stdout,

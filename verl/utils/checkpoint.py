@@ -186,7 +186,9 @@ class CheckpointManager:
             tmp = self.begin(step)
             write(tmp)
             return self.commit(tmp, step, trainer_state)
-        except Exception as err:
+        except BaseException as err:  # torch's CheckpointException is a BaseException
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise  # the partial folder stays for recover() at the next start
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
             cause = _worker_cause(err)
@@ -195,7 +197,7 @@ class CheckpointManager:
             resume = f"resume will start from {kept}" if kept else "no earlier checkpoint exists, so resume starts at step 0"
             raise CheckpointSaveError(
                 f"saving the checkpoint of step {step} under {self.root} failed ({type(cause).__name__}: "
-                f"{str(cause).strip()[:500]}; {free / 2**20:.1f} MiB free there); the partial save was removed and "
+                f"{' '.join(str(cause).split())[:300]}; {free / 2**20:.1f} MiB free there); the partial save was removed and "
                 f"{resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
                 "trainer.max_actor_ckpt_to_keep, then rerun with trainer.resume_mode=auto") from err
 
@@ -232,6 +234,12 @@ class CheckpointManager:
 
 
 def _worker_cause(err: BaseException) -> BaseException:
-    """The exception a Ray worker raised (``RayTaskError.cause``), else ``err`` itself."""
+    """The error behind a failed save: a Ray task error's ``cause``, and inside torch's distributed
+    ``CheckpointException`` the first failing rank's own exception (its ``failures`` map rank -> (exc, stack))."""
     cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, BaseException) else err
+    cause = cause if isinstance(cause, BaseException) else err
+    failures = getattr(cause, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        cause = first[0] if isinstance(first, tuple) and isinstance(first[0], BaseException) else cause
+    return cause

@@ -246,3 +246,20 @@ def test_a_save_failing_before_the_commit_removes_its_partial_folder(tmp_path):
         mgr.save(1, write, {"global_step": 1})
     assert "No space left on device" in str(err.value) and "resume starts at step 0" in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_rank_inside_torchs_checkpoint_exception_is_named_in_one_line(tmp_path):
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    mgr = CheckpointManager(str(tmp_path))
+    save(mgr, 1)
+
+    def write(tmp):
+        raise CheckpointException("save failed", {0: (OSError(28, "No space left on device"), None)})
+
+    with pytest.raises(CheckpointSaveError) as err:
+        mgr.save(2, write, {"global_step": 2})
+    message = str(err.value)
+    assert "(OSError: [Errno 28] No space left on device;" in message and "Traceback" not in message
+    assert f"resume will start from {(tmp_path / 'global_step_1').resolve()}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", LATEST]
