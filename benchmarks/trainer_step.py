@@ -6,7 +6,8 @@ Runs the echo environment (no env cost, so the numbers are the trainer's own: ge
 update, weight sync) for ``--steps`` steps per world size and prints one JSON object: per world size
 the mean seconds per step and per phase (first step excluded as warm-up), tokens per second, samples
 per step and the peak resident memory of the driver. Without ``--model`` a tiny random Qwen2 is built
-in the cache (the default SmolLM2 works too: ``--model smollm2-135m-instruct``).
+in the cache (the default SmolLM2 works too: ``--model smollm2-135m-instruct``). ``compare.py`` reuses
+:func:`run_rows` for its trainer-vs-TRL comparison.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray
@@ -32,26 +35,37 @@ PHASES = ("gen", "old_log_prob", "update_actor", "step")
 
 
 def echo_slots(out: Path) -> Path:
+    if (out / "text" / "train.parquet").is_file():
+        return out / "text"
     subprocess.run([sys.executable, str(REPO_ROOT / "examples/data_preprocess/prepare.py"), "--mode", "text",
                     "--env", "echo", "--train_data_size", "256", "--val_data_size", "4", "--local_dir", str(out)],
                    check=True, capture_output=True)
     return out / "text"
 
 
-def run(model: str, ranks: int, steps: int, group: int, batch: int, work: Path) -> dict:
+def run_rows(model: str, ranks: int, steps: int, group: int, batch: int, work: Path, *, turns: int = 2,
+             max_prompt_length: int = 128, max_response_length: int = 32, extra: Sequence[str] = ()) -> list[dict]:
+    """Train ``steps`` steps on the echo env (``batch`` prompts x ``group`` completions, ``turns`` turns);
+    returns the metrics row of every step after the first (warm-up). ``extra`` adds Hydra overrides."""
     slots = echo_slots(work / "slots")
     out = work / f"ranks{ranks}"
+    shutil.rmtree(out, ignore_errors=True)  # metrics.jsonl of an earlier run in the same folder
     overrides = [
         "env.env_name=echo", f"actor_rollout_ref.model.path={model}", f"trainer.n_gpus_per_node={ranks}",
         f"data.train_files={slots / 'train.parquet'}", f"data.val_files={slots / 'test.parquet'}",
-        f"data.train_batch_size={batch}", f"env.rollout.n={group}", "env.max_steps=2",
-        "data.max_prompt_length=128", "data.max_response_length=32", f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
+        f"data.train_batch_size={batch}", f"env.rollout.n={group}", f"env.max_steps={turns}",
+        f"data.max_prompt_length={max_prompt_length}", f"data.max_response_length={max_response_length}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
         f"trainer.total_training_steps={steps}", "trainer.test_freq=-1", "trainer.save_freq=-1",
-        "trainer.val_before_train=False", "trainer.logger=[file]", f"trainer.default_local_dir={out}",
+        "trainer.val_before_train=False", "trainer.logger=[file]", f"trainer.default_local_dir={out}", *extra,
     ]
     with initialize_config_dir(config_dir=str(REPO_ROOT / "verl/trainer/config"), version_base=None):
         run_ppo(compose(config_name="ppo_trainer", overrides=overrides))
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # drop warm-up
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    """Mean seconds per step and phase, tokens per second and samples per step."""
     return {
         "seconds_per_step": {p: round(statistics.mean(r[f"timing_s/{p}"] for r in rows), 3) for p in PHASES},
         "tokens_per_second": round(statistics.mean(r["perf/total_num_tokens"] / r["timing_s/step"] for r in rows), 1),
@@ -73,7 +87,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for ranks in args.ranks:
-            results[str(ranks)] = run(model, ranks, args.steps, args.group, args.batch, Path(work))
+            rows = run_rows(model, ranks, args.steps, args.group, args.batch, Path(work))
+            results[str(ranks)] = summarize_rows(rows)
     print(json.dumps({"model": model, "steps": args.steps, "group": args.group, "batch": args.batch,
                       "by_world_size": results,
                       "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

@@ -23,8 +23,10 @@
 # The reference has no static Search script; ours uses the text GRPO row. The final test
 # (trainer.test_after_train) runs for every method; the reference turns it on for Search SkillZero only.
 #
-# Environment variables: N_GPUS (4), DATA_DIR (~/data), DEVICE (cuda), ROLLOUT (hf), SEARCH_URL,
-# VISUAL (0; 1 = the visual runs, needs a Qwen2.5-VL model).
+# Environment variables: N_GPUS (4), DATA_DIR (~/data), DEVICE (cuda), SEARCH_URL,
+# VISUAL (0; 1 = the visual runs, needs a Qwen2.5-VL model), ROLLOUT (vllm for text runs with DEVICE=cuda,
+# hf otherwise: images reach the policy through the hf engine only; vllm runs from .venv-vllm when present,
+# made by `bash scripts/install.sh --vllm`, docs/rollout.md).
 # DRY_RUN=1 prints the training command (shell-quoted) instead of preparing data and running it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,15 +34,18 @@ ENV_NAME=${1:?env: alfworld or search}
 METHOD=${2:?method: skillzero, grpo or static}
 MODEL=${3:?model: a local Hugging Face folder or a hub id}
 shift 3
-if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
+DEVICE=${DEVICE:-cuda}
+VISUAL=${VISUAL:-0}
+if [ "$DEVICE" = cuda ] && [ "$VISUAL" != 1 ]; then ROLLOUT=${ROLLOUT:-vllm}; else ROLLOUT=${ROLLOUT:-hf}; fi
+VENV="$ROOT/.venv"
+if [ "$ROLLOUT" = vllm ] && [ -x "$ROOT/.venv-vllm/bin/python" ]; then VENV="$ROOT/.venv-vllm"; fi
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$VENV/bin/python" ]; then
   # shellcheck disable=SC1091
-  . "$ROOT/.venv/bin/activate"
+  . "$VENV/bin/activate"
 fi
 cd "$ROOT"
 N_GPUS=${N_GPUS:-4}
 DATA_DIR=${DATA_DIR:-$HOME/data}
-DEVICE=${DEVICE:-cuda}
-ROLLOUT=${ROLLOUT:-hf}
 SKILLS="skills/$ENV_NAME"
 EXPERIMENT="${ENV_NAME}_${METHOD}_$(basename "$MODEL")"
 
@@ -81,7 +86,7 @@ esac
 # width 560), agent-chosen compression rewarded with 0.01 x ln(c) every 8 steps. Needs a Qwen2.5-VL model.
 VISUAL_ARGS=()
 CONTEXT=text
-if [ "${VISUAL:-0}" = 1 ]; then
+if [ "$VISUAL" = 1 ]; then
   case "$ENV_NAME" in
     alfworld) OCR=(ocr.max_workers=32 ocr.font_size=10 ocr.max_width=392) ;;
     search)   OCR=(ocr.max_workers=64 ocr.font_size=12 ocr.max_width=560) ;;

@@ -105,10 +105,10 @@ def script_env(tmp_path, model: str | None = MODEL, **extra: str) -> dict[str, s
     return env if model is None else {**env, "MODEL_PATH": model}
 
 
-def dry_run_overrides(script: str, tmp_path, *overrides: str, model: str | None = MODEL) -> list[str]:
+def dry_run_overrides(script: str, tmp_path, *overrides: str, model: str | None = MODEL, **env: str) -> list[str]:
     """The Hydra overrides the script passes to the trainer (DRY_RUN=1 prints the command)."""
     proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script), *overrides], capture_output=True, text=True,
-                          cwd=tmp_path, env=script_env(tmp_path, model, DRY_RUN="1"), timeout=60)
+                          cwd=tmp_path, env=script_env(tmp_path, model, DRY_RUN="1", **env), timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     argv = shlex.split(proc.stdout)
     assert argv[:3] == ["python", "-m", "verl.trainer.main_ppo"]
@@ -151,3 +151,17 @@ def test_default_model_is_qwen25_vl_for_visual_runs(script, tmp_path):
     family = "Qwen2.5-VL" if TABLE[script]["ocr.use_ocr"] else "Qwen2.5"
     argv = dry_run_overrides(script, tmp_path, model=None)
     assert f"actor_rollout_ref.model.path=Qwen/{family}-{size}-Instruct" in argv
+
+
+@pytest.mark.parametrize("script, env, engine", [
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cuda"}, "vllm"),  # a text history on CUDA: vLLM
+    ("train_search_skillzero_text_7b.sh", {"DEVICE": "cuda"}, "vllm"),
+    ("train_alfworld_skillzero_3b.sh", {"DEVICE": "cuda"}, "hf"),  # visual: images reach the policy through hf
+    ("train_search_agentocr_7b.sh", {"DEVICE": "cuda"}, "hf"),
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cpu"}, "hf"),
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cpu", "ROLLOUT": "vllm"}, "vllm"),  # ROLLOUT wins
+    ("train_search_grpo_3b.sh", {"DEVICE": "cuda", "ROLLOUT": "hf"}, "hf"),
+])
+def test_rollout_engine_defaults_to_vllm_for_text_runs_on_cuda(script, env, engine, tmp_path):
+    argv = dry_run_overrides(script, tmp_path, **env)
+    assert f"actor_rollout_ref.rollout.name={engine}" in argv and f"trainer.device={env['DEVICE']}" in argv

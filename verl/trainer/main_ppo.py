@@ -22,7 +22,7 @@ from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
-from verl.utils.model import load_tokenizer, resolve_model_path
+from verl.utils.model import is_vision_model, load_tokenizer, resolve_model_path
 from verl.utils.vision import VisionPrompt, require_vision_model
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
@@ -52,6 +52,10 @@ class Run:
         t = cfg.trainer  # which checkpoint to resume from is settled before anything starts
         resume_from = CheckpointManager(t.default_local_dir).resume_path(t.resume_mode, t.resume_from_path)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
+        if cfg.actor_rollout_ref.rollout.name == "vllm" and is_vision_model(model_path):
+            # vLLM renames a VL model's parameters: its weight-sync probe would find none of the streamed names
+            raise ValueError(f"actor_rollout_ref.model.path={model_path!r} is a vision-language model, which the "
+                             "vllm engine does not serve here; set actor_rollout_ref.rollout.name=hf")
         tokenizer = load_tokenizer(model_path)
         vision = None
         if cfg.ocr.use_ocr:  # visual mode: a Qwen2.5-VL policy reads the history as an image

@@ -113,6 +113,7 @@ class RolloutConfig:
     micro_batch_size: int = MISSING  # prompts per generate call (hf engine)
     log_prob_micro_batch_size_per_gpu: int = MISSING
     gpu_memory_utilization: float = MISSING  # vllm
+    kv_cache_memory_gib: Optional[float] = MISSING  # vllm: KV cache per engine; null = from gpu_memory_utilization
     tensor_model_parallel_size: int = MISSING  # vllm
     max_model_len: Optional[int] = MISSING  # vllm
     enforce_eager: bool = MISSING  # vllm

@@ -19,6 +19,7 @@ from agent_system.ocr.highlight import ENV_VAR as HIGHLIGHT_ENV_VAR
 from agent_system.ocr.highlight import parse_highlights
 from verl.trainer.config.schema import PPOTrainerConfig
 from verl.workers.rollout import vllm_problem
+from verl.workers.rollout.vllm_rollout import CPU_KV_CACHE_FIX
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm.adv_estimator": ("grpo", "gigpo", "gae", "rloo", "reinforce_plus_plus"),
@@ -108,10 +109,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
 
         if not torch.cuda.is_available():
             bad("trainer.device", "no CUDA device is visible; use trainer.device=cpu")
-    elif arr.rollout.name == "vllm":
-        bad("actor_rollout_ref.rollout.name", "vllm needs trainer.device=cuda; use rollout.name=hf on CPU")
-    if arr.rollout.name == "vllm" and (problem := vllm_problem()):
-        bad("actor_rollout_ref.rollout.name", problem)
+    problems += rollout_problems(cfg)
     problems += ocr_problems(cfg)
     if env.use_skill:
         if not env.skill_file or not Path(env.skill_file).expanduser().is_file():
@@ -130,6 +128,32 @@ def config_problems(cfg: DictConfig) -> list[str]:
             bad("trainer.test_freq", "the curriculum measures skills at every validation; set trainer.test_freq >= 1")
         if not cur.max_set_schedule or any(m < 0 for m in cur.max_set_schedule):
             bad("env.curriculum_learning.max_set_schedule", "must be a non-empty list of budgets >= 0, e.g. [6,3,0]")
+    return problems
+
+
+def rollout_problems(cfg: DictConfig) -> list[str]:
+    """The rollout engine's keys: the engine must be installed and its sizes consistent."""
+    r = cfg.actor_rollout_ref.rollout
+    key = "actor_rollout_ref.rollout."
+    problems = []
+    if r.tensor_model_parallel_size != 1:
+        problems.append(f"{key}tensor_model_parallel_size={r.tensor_model_parallel_size}: each rank runs its own "
+                        "engine colocated with its FSDP actor, so only 1 is supported; set 1 (ranks scale the "
+                        "rollout data-parallel)")
+    if not 0 < r.gpu_memory_utilization <= 1:
+        problems.append(f"{key}gpu_memory_utilization={r.gpu_memory_utilization}: must lie in (0, 1]")
+    if r.kv_cache_memory_gib is not None and r.kv_cache_memory_gib <= 0:
+        problems.append(f"{key}kv_cache_memory_gib={r.kv_cache_memory_gib}: must be > 0, or null")
+    needed = cfg.data.max_prompt_length + cfg.data.max_response_length
+    if r.max_model_len is not None and r.max_model_len < needed:
+        problems.append(f"{key}max_model_len={r.max_model_len}: must be >= data.max_prompt_length + "
+                        f"data.max_response_length = {needed}, or null")
+    if r.name != "vllm":
+        return problems
+    if problem := vllm_problem():
+        problems.append(f"{key}name='vllm': {problem}")
+    if cfg.trainer.device == "cpu" and r.kv_cache_memory_gib is None:
+        problems.append(f"{key}kv_cache_memory_gib=None: {CPU_KV_CACHE_FIX}")
     return problems
 
 

@@ -19,13 +19,15 @@ also returns ``rollout_log_probs`` (B, T), the log-probability of each sampled t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from transformers import GenerationConfig
 
 from verl.protocol import DataProto
 from verl.utils.torch_functional import trim_left_padding
 from verl.utils.vision import VisionInputs, multimodal_inputs
-from verl.workers.rollout.base import RolloutEngine
+from verl.workers.rollout.base import RolloutEngine, pack_responses
 
 
 class HFRollout(RolloutEngine):
@@ -41,8 +43,9 @@ class HFRollout(RolloutEngine):
         self.rank = rank
         self.vision = vision
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict)
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        # Strict: a missing or unexpected name means the actor and this copy disagree; fail, don't drift.
+        self.model.load_state_dict(dict(weights))
 
     def _sampling_kwargs(self, meta: dict) -> dict:
         if not meta.get("do_sample", True) or meta.get("temperature", 1.0) == 0:
@@ -71,7 +74,8 @@ class HFRollout(RolloutEngine):
             outs.append(gen.sequences[:, ids.shape[1]:].cpu())
             if want_logp:
                 logps.append(self._sampled_log_probs(gen.logits, outs[-1], float(meta.get("temperature", 1.0))))
-        packed = self._pack(outs, len(prompts))
+        rows = [row for out in outs for row in out]
+        packed = pack_responses(rows, self.response_length, self.pad_token_id, self.eos_token_ids)
         if want_logp:
             packed["rollout_log_probs"] = torch.zeros(packed["responses"].shape)
             row = 0
@@ -86,23 +90,3 @@ class HFRollout(RolloutEngine):
         """log p(sampled token) at each generated position, from the raw logits / temperature."""
         steps = torch.stack(logits, dim=1).float().cpu() / (temperature or 1.0)
         return torch.log_softmax(steps, -1).gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1)
-
-    def _pack(self, outs: list[torch.Tensor], batch_size: int) -> dict[str, torch.Tensor]:
-        """Right-pad generated ids to the response length; mask = tokens up to and including the first EOS.
-
-        The mask comes from EOS positions and generated lengths, not from pad ids, so a sampled token that
-        happens to equal the pad id is still a real (trained-on) token.
-        """
-        width = self.response_length
-        responses = torch.full((batch_size, width), self.pad_token_id, dtype=torch.long)
-        generated = torch.zeros((batch_size, width), dtype=torch.bool)
-        row = 0
-        for out in outs:
-            responses[row: row + out.shape[0], : out.shape[1]] = out
-            generated[row: row + out.shape[0], : out.shape[1]] = True
-            row += out.shape[0]
-        is_eos = torch.isin(responses, torch.tensor(self.eos_token_ids)) & generated
-        after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-        mask = generated & ~after_eos
-        responses = torch.where(mask, responses, torch.full_like(responses, self.pad_token_id))
-        return {"responses": responses, "response_mask": mask.long()}
