@@ -160,7 +160,8 @@ def _echo_run(work: Path, out_dir: Path, total: int) -> list[str]:
 
 def _mount_tmpfs(path: Path, size_bytes: int, remount: bool = False) -> bool:
     options = f"{'remount,' if remount else ''}size={size_bytes}"
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
+    return subprocess.run(command, capture_output=True).returncode == 0
 
 
 def scenario_disk_full(work: Path) -> dict[str, Any]:

@@ -194,11 +194,12 @@ class CheckpointManager:
             cause = _worker_cause(err)
             free = shutil.disk_usage(self.root).free if self.root.exists() else 0
             kept = self.latest()
-            resume = f"resume will start from {kept}" if kept else "no earlier checkpoint exists, so resume starts at step 0"
+            resume = (f"resume will start from {kept}" if kept else
+                      "no earlier checkpoint exists, so resume starts at step 0")
             raise CheckpointSaveError(
                 f"saving the checkpoint of step {step} under {self.root} failed ({type(cause).__name__}: "
-                f"{' '.join(str(cause).split())[:300]}; {free / 2**20:.1f} MiB free there); the partial save was removed and "
-                f"{resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
+                f"{' '.join(str(cause).split())[:300]}; {free / 2**20:.1f} MiB free there); the partial save was "
+                f"removed and {resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
                 "trainer.max_actor_ckpt_to_keep, then rerun with trainer.resume_mode=auto") from err
 
     def begin(self, step: int) -> Path:
