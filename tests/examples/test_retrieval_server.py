@@ -111,6 +111,9 @@ BAD_REQUESTS = [
     (json.dumps({"query": "x" * 5000}).encode(), 422),
     (json.dumps({"queries": ["q"] * 1025}).encode(), 422),
     (b'{"query": "' + b"y" * 20_000_000 + b'"}', 413),
+    (b"[" * 100_000 + b"]" * 100_000, 400),  # issue 15: was a 500 (RecursionError in json.loads)
+    (b'{"query": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),  # issue 15: was a dropped connection
+    (b'{"query": "\xff\xfe"}', 400),  # not UTF-8
 ]
 
 
@@ -121,6 +124,29 @@ def test_bad_input_gets_4xx_with_a_message_and_the_server_stays_up(bm25_server, 
     assert response.json()["error"]
     assert bm25_server.healthy()
     assert httpx.post(bm25_server.url, json={"query": "comics"}).status_code == 200
+
+
+def test_a_chunked_upload_is_refused_at_the_byte_limit_without_buffering_it(bm25_server):
+    """Issue 15: a chunked body (no Content-Length) was read whole before the size check; now the server stops
+    reading at MAX_BODY_BYTES, so a 64 MiB upload costs it no more than the limit."""
+    from benchmarks.fuzz_http import MEMORY_BOUND_BYTES, raw_attacks
+
+    result = raw_attacks(bm25_server, slow_clients=10, slow_s=2.0)
+    assert result["statuses"]["oversized_chunked_64MiB"] in (413, "closed (RemoteProtocolError)"), result
+    assert result["statuses"]["oversized_declared"] == 413
+    assert result["responses_5xx"] == 0 and result["server_up_after"], result
+    assert result["statuses"]["normal_during_slow_loris"] == ["200"]
+    assert result["rss_growth_mib"] * 2**20 <= MEMORY_BOUND_BYTES, result
+
+
+def test_schema_driven_fuzz_gets_no_5xx_and_every_valid_body_200(bm25_server):
+    """Bodies drawn (hypothesis) from the request schema in the server's own OpenAPI document, and mutations."""
+    from benchmarks.fuzz_http import request_schema, schema_fuzz
+
+    assert request_schema(bm25_server.base_url)["oneOf"] == [{"required": ["query"]}, {"required": ["queries"]}]
+    result = schema_fuzz(bm25_server, examples=40, random_seed=0)
+    assert result["responses_5xx"] == 0 and result["valid_not_200"] == 0, result["failures"]
+    assert result["status_counts"].get("200", 0) >= 40 and result["status_counts"].get("422", 0) > 0
 
 
 def test_wrong_method_and_path_are_4xx(bm25_server):

@@ -21,7 +21,7 @@ from verl.trainer.config.validate import ConfigError, validate_config, warn_iner
 from verl.trainer.ppo.evaluation import eval_num_envs, validation_tasks
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
-from verl.utils.checkpoint import CheckpointManager
+from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.memory_plan import MemoryPlanError, check_plan, plan_for_run, render
 from verl.utils.model import is_vision_model, load_tokenizer, resolve_model_path
@@ -32,6 +32,10 @@ from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 register_schema()
 
 RANK_CPUS = 1.0  # logical CPUs reserved per rank process
+# What start-up raises for bad configs, model paths, data, skill files, clusters too small and memory plans over
+# the device (each names the key/file and the fix); ``main`` prints these without a traceback.
+# Catalogue: tests/verl/trainer/test_startup_errors.py.
+STARTUP_ERRORS = (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall, MemoryPlanError)
 
 
 def total_steps(cfg: DictConfig, loader: TaskSlotLoader) -> int:
@@ -148,11 +152,14 @@ def run_ppo(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run = Run(cfg)
-    except (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall, MemoryPlanError) as err:  # no traceback
+    except STARTUP_ERRORS as err:  # bad config, model path, data or resources: no traceback
         print(f"SkillZero could not start: {err}", file=sys.stderr)
         sys.exit(2)
     try:
         run.trainer.fit()
+    except CheckpointSaveError as err:  # e.g. disk full: the message says what resume will pick and the fix
+        print(f"SkillZero stopped: {err}", file=sys.stderr)
+        sys.exit(3)
     finally:
         run.close()
 

@@ -12,7 +12,10 @@ Layout under ``trainer.default_local_dir``::
 ``global_step_N`` and replaces the ``latest`` file (temp file + rename). Re-saving a step that exists
 first renames the old folder aside (``.old-global_step_N-*``), renames the new one in and deletes the
 old one last, so a crash at any point leaves one complete copy of the step; :meth:`recover` (run before
-every resume) puts a stranded old copy back and deletes partial saves.
+every resume) puts a stranded old copy back and deletes partial saves. A save that fails with an
+error (disk full, quota, I/O error) deletes its partial folder at once, to give the space back, and stops
+the run with :class:`CheckpointSaveError` naming the cause, the free space and the checkpoint resume will
+pick (docs/reliability.md).
 
 **Which save is newest.** Every save gets ``save_index`` = 1 + the highest index in the folder, so
 "newest" means "saved last", not "highest step": after a fresh start or a resume to an earlier step the
@@ -33,7 +36,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from verl.utils.fs import write_text_atomic
 
@@ -46,6 +49,10 @@ _OLD_DIR = re.compile(r"^\.old-global_step_(\d+)-[0-9a-f]+$")
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be resumed as configured; the message names the fix."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the previous complete checkpoint is still the one resume picks."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,34 @@ class CheckpointManager:
             shutil.rmtree(partial, ignore_errors=True)
 
     # -------------------------------------------------------------------------------- saving
+    def save(self, step: int, write: Callable[[Path], None], trainer_state: dict[str, Any]) -> Path:
+        """``write(tmp)`` fills a fresh temporary folder (the workers' shards), then :meth:`commit`.
+
+        Any failure on the way (a full disk surfaces as ``OSError`` from the driver but as a ``RuntimeError``
+        from ``torch.save`` inside a worker) removes the partial folder and raises
+        :class:`CheckpointSaveError` with the worker's own error, the free space and the checkpoint resume
+        will use."""
+        tmp = None
+        try:
+            tmp = self.begin(step)
+            write(tmp)
+            return self.commit(tmp, step, trainer_state)
+        except BaseException as err:  # torch's CheckpointException is a BaseException
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise  # the partial folder stays for recover() at the next start
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            cause = _worker_cause(err)
+            free = shutil.disk_usage(self.root).free if self.root.exists() else 0
+            kept = self.latest()
+            resume = (f"resume will start from {kept}" if kept else
+                      "no earlier checkpoint exists, so resume starts at step 0")
+            raise CheckpointSaveError(
+                f"saving the checkpoint of step {step} under {self.root} failed ({type(cause).__name__}: "
+                f"{' '.join(str(cause).split())[:300]}; {free / 2**20:.1f} MiB free there); the partial save was "
+                f"removed and {resume}. Fix: free space (or fix the disk) under {self.root}, or lower "
+                "trainer.max_actor_ckpt_to_keep, then rerun with trainer.resume_mode=auto") from err
+
     def begin(self, step: int) -> Path:
         """A fresh temporary folder for the workers to write step ``step`` into."""
         tmp = self.root / f"{_TMP_PREFIX}{step}-{uuid.uuid4().hex[:8]}"
@@ -197,3 +232,15 @@ class CheckpointManager:
         if self.max_critic_keep and self.max_critic_keep > 0:
             for checkpoint in newest_last[: -self.max_critic_keep]:
                 shutil.rmtree(checkpoint.path / "critic", ignore_errors=True)
+
+
+def _worker_cause(err: BaseException) -> BaseException:
+    """The error behind a failed save: a Ray task error's ``cause``, and inside torch's distributed
+    ``CheckpointException`` the first failing rank's own exception (its ``failures`` map rank -> (exc, stack))."""
+    cause = getattr(err, "cause", None)
+    cause = cause if isinstance(cause, BaseException) else err
+    failures = getattr(cause, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        cause = first[0] if isinstance(first, tuple) and isinstance(first[0], BaseException) else cause
+    return cause

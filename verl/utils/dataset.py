@@ -25,6 +25,18 @@ def _as_dict(value: Any) -> dict[str, Any]:
     raise ValueError(f"env_kwargs must be a dict per row, got {type(value).__name__}")
 
 
+_REWRITE_FIX = ("Fix: write the task slots again with examples/data_preprocess/prepare.py (ALFWorld, echo) or "
+                "examples/data_preprocess/preprocess_search_r1_dataset.py (Search)")
+
+
+def _read_parquet(path: Path, key: str) -> pd.DataFrame:
+    """``pd.read_parquet`` whose errors (truncated file, not parquet at all) name the config key and the fix."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise ValueError(f"{key}: {path} is not a readable parquet file ({err}). {_REWRITE_FIX}") from err
+
+
 def load_task_slots(files: str | list[str], key: str) -> list[dict[str, Any]]:
     """Read parquet file(s) into a list of ``env_kwargs`` dicts (``data_source`` added when present)."""
     paths = [files] if isinstance(files, str) else list(files)
@@ -38,14 +50,17 @@ def load_task_slots(files: str | list[str], key: str) -> list[dict[str, Any]]:
                 f"{key}: {path} does not exist. Create task slots first, e.g. `python "
                 "examples/data_preprocess/prepare.py --mode text --local_dir ~/data/verl-agent` (ALFWorld) or "
                 "`python examples/data_preprocess/preprocess_search_r1_dataset.py --local_dir ...` (Search)")
-        frame = pd.read_parquet(path)
-        for _, row in frame.iterrows():
-            kw = _as_dict(row["env_kwargs"]) if "env_kwargs" in frame.columns else {}
+        frame = _read_parquet(path, key)
+        for number, (_, row) in enumerate(frame.iterrows()):
+            try:
+                kw = _as_dict(row["env_kwargs"]) if "env_kwargs" in frame.columns else {}
+            except ValueError as err:
+                raise ValueError(f"{key}: {path} row {number}: {err}. {_REWRITE_FIX}") from err
             if "data_source" in frame.columns and "data_source" not in kw:
                 kw["data_source"] = row["data_source"]
             tasks.append(kw)
     if not tasks:
-        raise ValueError(f"{key}: {paths} hold no rows")
+        raise ValueError(f"{key}: {paths} hold no rows. {_REWRITE_FIX}")
     return tasks
 
 

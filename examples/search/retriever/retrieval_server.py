@@ -6,7 +6,9 @@ The wire format lives in ``agent_system.environments.env_package.search.api`` an
 ``...search.retriever`` (the same code the environment's in-process ``local:`` backend runs). Concurrent
 requests are searched together (``...search.batching.MicroBatcher``): eight clients sending one query
 each cost about one batched encode, not eight. Bad requests get a 4xx answer with ``{"error": message}``;
-the server keeps serving.
+the server keeps serving. A body is read in chunks and refused once it passes ``MAX_BODY_BYTES`` (a
+chunked upload cannot make it buffer more), and JSON nested too deeply to decode is a 400 like any other
+malformed body (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from agent_system.environments.env_package.search.api import (
     MAX_BATCH,
     MAX_BODY_BYTES,
     MAX_TOPK,
+    REQUEST_SCHEMA,
     ApiError,
     parse_request,
     render_result,
@@ -57,23 +60,35 @@ def create_app(retriever: Retriever, default_topk: int, batch_wait_ms: float = D
         return {"status": "ok", "retriever": retriever.method, "num_docs": retriever.num_docs,
                 "default_topk": default_topk, "search_batches": batcher.batches}
 
-    @app.post("/retrieve")
+    @app.post("/retrieve", openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
     async def retrieve(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body of {declared} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body of {len(body)} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+        body = await read_body(request)
         try:
             payload = json.loads(body)
         except ValueError as error:
             raise ApiError(400, f"the body is not valid JSON ({error})") from None
+        except RecursionError:
+            raise ApiError(400, "the body is JSON nested too deeply to decode; send a flat request object") from None
         parsed = parse_request(payload, default_topk)
         hits = await batcher.search(parsed.queries, parsed.topk)
         return JSONResponse(render_result(hits, parsed.return_scores))
 
     return app
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``MAX_BODY_BYTES`` (declared or streamed)."""
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body of more than {MAX_BODY_BYTES} bytes exceeds the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -244,3 +244,14 @@ def test_benchmark_reports_throughput_and_latency(ray_cluster, alfworld_root, ca
     )
     assert json.loads(capsys.readouterr().out) == result
     assert result["env_steps_per_s"]["2"] > 0 and result["reset_ms_p50"] > 0 and result["step_ms_p50"] > 0
+
+
+def test_fuzzed_outputs_are_counted_right_and_never_win(manager):
+    """Issue 15 item 5, the cheap share: random and adversarial outputs through real games (see
+    benchmarks/fuzz_outputs.py; ``benchmarks/faults.py`` runs more)."""
+    from benchmarks import fuzz_outputs
+
+    report = fuzz_outputs.run_manager(manager, fuzz_outputs.alfworld_sample, 24, seed=3,
+                                      reset_kwargs=lambda episode: [{"seed": episode} for _ in range(3)])
+    assert report.ok(), report.as_dict()
+    assert report.outputs >= 24 and report.invalid_outputs > 0

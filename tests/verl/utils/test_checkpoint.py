@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from verl.utils.checkpoint import LATEST, STATE, CheckpointError, CheckpointManager, read_trainer_state
+from tests.conftest import REPO_ROOT
+from verl.utils.checkpoint import (
+    LATEST,
+    STATE,
+    CheckpointError,
+    CheckpointManager,
+    CheckpointSaveError,
+    read_trainer_state,
+)
 
 
 def save(mgr: CheckpointManager, step: int, weights: str | None = None) -> None:
@@ -185,3 +195,72 @@ def test_a_crash_at_any_point_of_a_resave_leaves_one_complete_copy(tmp_path, mon
     assert path == (tmp_path / "global_step_2").resolve()
     assert weights(restarted, 2) == ("old" if at_call <= 3 else "new")  # until the new copy is renamed in
     assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", "global_step_2", LATEST]
+
+
+# A save that hits a real write failure: the child process may write at most 1 MiB per file (RLIMIT_FSIZE), so
+# the kernel answers the 2 MiB shard with EFBIG, as a full disk answers with ENOSPC (issue 15, item 4). The shard
+# is written with torch.save, which reports the failed write as a RuntimeError ("unexpected pos"), not an OSError.
+DISK_FAILURE_SCRIPT = """
+import resource, signal, sys
+import torch
+from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as ENOSPC does
+mgr = CheckpointManager(sys.argv[1])
+
+def shard(size):
+    def write(tmp):
+        (tmp / "actor").mkdir()
+        torch.save(torch.zeros(size // 4), tmp / "actor" / "weights.pt")
+    return write
+
+mgr.save(1, shard(1000), {"global_step": 1})
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    mgr.save(2, shard(2 << 20), {"global_step": 2})
+except CheckpointSaveError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def test_a_failing_write_during_a_save_keeps_the_previous_checkpoint_for_resume(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", DISK_FAILURE_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stdout
+    assert "saving the checkpoint of step 2" in message and "RuntimeError" in message and "MiB free" in message
+    assert f"resume will start from {(tmp_path / 'global_step_1').resolve()}" in message
+    assert "Fix: free space" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", LATEST]  # the partial save is gone
+    assert CheckpointManager(str(tmp_path)).resume_path("auto", None) == (tmp_path / "global_step_1").resolve()
+
+
+def test_a_save_failing_before_the_commit_removes_its_partial_folder(tmp_path):
+    mgr = CheckpointManager(str(tmp_path))
+
+    def write(tmp):
+        (tmp / "actor").mkdir()
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(CheckpointSaveError) as err:
+        mgr.save(1, write, {"global_step": 1})
+    assert "No space left on device" in str(err.value) and "resume starts at step 0" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_rank_inside_torchs_checkpoint_exception_is_named_in_one_line(tmp_path):
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    mgr = CheckpointManager(str(tmp_path))
+    save(mgr, 1)
+
+    def write(tmp):
+        raise CheckpointException("save failed", {0: (OSError(28, "No space left on device"), None)})
+
+    with pytest.raises(CheckpointSaveError) as err:
+        mgr.save(2, write, {"global_step": 2})
+    message = str(err.value)
+    assert "(OSError: [Errno 28] No space left on device;" in message and "Traceback" not in message
+    assert f"resume will start from {(tmp_path / 'global_step_1').resolve()}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["global_step_1", LATEST]

@@ -7,6 +7,7 @@ reported at once, each naming the key, the value and the fix.
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from agent_system.environments import env_family
 from agent_system.ocr.highlight import ENV_VAR as HIGHLIGHT_ENV_VAR
 from agent_system.ocr.highlight import parse_highlights
+from verl.trainer.config.schema import PPOTrainerConfig
 from verl.workers.rollout import vllm_problem
 from verl.workers.rollout.vllm_rollout import CPU_KV_CACHE_FIX
 
@@ -59,8 +61,32 @@ def _get(cfg: DictConfig, key: str):
     return node
 
 
+def unknown_key_problems(cfg: DictConfig, schema: DictConfig | None = None, prefix: str = "") -> list[str]:
+    """Keys added with Hydra's ``+key=value`` that the schema does not know: they would be ignored silently.
+
+    Hydra rejects a plain ``key=value`` for an unknown key (and suggests ``+key=value``); this catches the
+    ``+`` form. Fields typed ``Any`` (file lists, URLs, highlight specs) may hold any structure.
+    """
+    schema = OmegaConf.structured(PPOTrainerConfig) if schema is None else schema
+    problems, known = [], [str(k) for k in schema.keys()]  # (`in` is False for the schema's MISSING leaves)
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            problems.append(f"{name}: not a SkillZero config key, so it would be ignored; {hint}remove it "
+                            f"(python -m verl.trainer.main_ppo --cfg job lists every key)")
+            continue
+        node, schema_node = cfg._get_node(key), schema._get_node(key)
+        if isinstance(node, DictConfig) and isinstance(schema_node, DictConfig):
+            problems += unknown_key_problems(node, schema_node, f"{name}.")
+    return problems
+
+
 def config_problems(cfg: DictConfig) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = unknown_key_problems(cfg)
+    if problems:  # the other checks read known keys only
+        return problems
 
     def bad(key: str, fix: str) -> None:
         problems.append(f"{key}={_get(cfg, key)!r}: {fix}")

@@ -300,14 +300,15 @@ class RayPPOTrainer:
 
     # ------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
-        tmp = self.ckpt.begin(self.global_step)
-        self.actor_wg.execute_all("save_checkpoint", str(tmp / "actor"))
-        if self.critic_wg is not None:
-            self.critic_wg.execute_all("save_checkpoint", str(tmp / "critic"))
+        def write(tmp: Path) -> None:
+            self.actor_wg.execute_all("save_checkpoint", str(tmp / "actor"))
+            if self.critic_wg is not None:
+                self.critic_wg.execute_all("save_checkpoint", str(tmp / "critic"))
+
         state = {"global_step": self.global_step, "dataloader": self.train_loader.state_dict(),
                  "kl_coef": self.kl_ctrl.value,
                  "skills": self.skills.state_dict() if self.skills is not None else None}
-        self.ckpt.commit(tmp, self.global_step, state)
+        self.ckpt.save(self.global_step, write, state)
 
     def _load_checkpoint(self) -> None:
         path = self.resume_from

@@ -24,6 +24,18 @@ MAX_QUERY_CHARS = 2048
 MAX_BATCH = 1024
 MAX_BODY_BYTES = 8 * MAX_QUERY_CHARS * MAX_BATCH  # generous for JSON escaping of the largest batch
 _FIELDS = ("query", "queries", "topk", "return_scores")
+_QUERY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}  # not blank
+REQUEST_SCHEMA: dict[str, Any] = {  # the body as JSON Schema, for the server's OpenAPI document
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "query": _QUERY_SCHEMA,
+        "queries": {"type": "array", "items": _QUERY_SCHEMA, "minItems": 1, "maxItems": MAX_BATCH},
+        "topk": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_TOPK}, {"type": "null"}]},
+        "return_scores": {"type": "boolean", "default": False},
+    },
+    "oneOf": [{"required": ["query"]}, {"required": ["queries"]}],
+}
 
 
 class ApiError(ValueError):
