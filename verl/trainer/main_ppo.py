@@ -20,6 +20,7 @@ from verl.trainer.config.schema import register_schema
 from verl.trainer.config.validate import ConfigError, validate_config, warn_inert_settings
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
+from verl.utils import lora
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.memory_plan import MemoryPlanError, check_plan, plan_for_run, render
 from verl.utils.model import load_tokenizer, resolve_model_path
@@ -63,6 +64,7 @@ class Run:
         validate_config(cfg)
         warn_inert_settings(cfg)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
+        lora.check_model(cfg.actor_rollout_ref.model, model_path, cfg.actor_rollout_ref.model.trust_remote_code)
         tokenizer = load_tokenizer(model_path, cfg.actor_rollout_ref.model.trust_remote_code)
         train_tasks = load_task_slots(cfg.data.train_files, "data.train_files")
         val_tasks = load_task_slots(cfg.data.val_files, "data.val_files")

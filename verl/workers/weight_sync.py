@@ -15,18 +15,25 @@ the first time: the rollout copy is an empty model filled from the stream, not a
 
 Names are the trainer module's parameter names (``named_parameters()``, Hugging Face names); tied
 parameters (e.g. ``lm_head.weight`` tied to ``model.embed_tokens.weight``) appear once, under the first name.
+A LoRA policy streams merged weights (``W + (alpha/r) B A``) under the same base names
+(:func:`stream_policy`), one layer's ``W``, ``A`` and ``B`` gathered at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.tensor import DTensor
+from peft import PeftModel
 from transformers import GenerationConfig, PretrainedConfig
+
+from verl.utils import lora
+
+Prepare = Callable[[torch.nn.Module], torch.nn.Module]
 
 
 @dataclass
@@ -37,14 +44,19 @@ class Rank0Checkpoint:
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def read_on_rank0(model_cls, path: str, dtype: torch.dtype | str, **kwargs) -> Rank0Checkpoint:
+def read_on_rank0(model_cls, path: str, dtype: torch.dtype | str, prepare: Prepare | None = None,
+                  **kwargs) -> Rank0Checkpoint:
     """``model_cls.from_pretrained(path)`` on rank 0 (kept as tensors, the module dropped); empty elsewhere.
+    ``prepare`` (e.g. the LoRA wrap) turns the loaded model into the trainer's module before its tensors
+    are taken, so their names and extra parameters (the adapters' init) match the sharded module.
 
     With ``dtype="auto"`` the tensors keep the checkpoint's dtype: :func:`load_into_shards` casts each one
     into the fp32 shards as it arrives (exact for bf16/fp16), so rank 0 never holds a full fp32 copy."""
     if dist.get_rank() != 0:
         return Rank0Checkpoint()
     model = model_cls.from_pretrained(path, dtype=dtype, **kwargs)
+    if prepare is not None:
+        model = prepare(model)
     return Rank0Checkpoint(dict(model.state_dict()), {n: b.detach() for n, b in model.named_buffers()})
 
 
@@ -93,6 +105,15 @@ def stream_full_params(module: torch.nn.Module, dtype: torch.dtype) -> Iterator[
     Every rank must consume the whole stream (each item is a collective)."""
     for name, param in module.named_parameters():
         yield name, _full_tensor(param, dtype)
+
+
+def stream_policy(module: torch.nn.Module, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """What the rollout engine receives: the parameters as they are (:func:`stream_full_params`) or, for a
+    LoRA-wrapped policy, the merged base weights under the base model's names (:func:`lora.merged_stream`),
+    so an engine holding the plain architecture samples from base + adapter."""
+    if isinstance(module, PeftModel):
+        return lora.merged_stream(module, _full_tensor, dtype)
+    return stream_full_params(module, dtype)
 
 
 def empty_copy(model_cls, config: PretrainedConfig, dtype: torch.dtype, device: torch.device,

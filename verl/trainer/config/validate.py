@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from verl.utils import lora
 from verl.workers.rollout import vllm_problem
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -83,6 +84,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
         bad("actor_rollout_ref.rollout.name", "vllm needs trainer.device=cuda; use rollout.name=hf on CPU")
     if arr.rollout.name == "vllm" and (problem := vllm_problem()):
         bad("actor_rollout_ref.rollout.name", problem)
+    problems += lora.config_problems(arr.model, critic_in_use=cfg.algorithm.adv_estimator == "gae")
     if cfg.ocr.use_ocr:
         bad("ocr.use_ocr", "the visual (AgentOCR) mode is not available in this release; set ocr.use_ocr=False")
     if env.use_skill:
