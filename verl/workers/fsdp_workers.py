@@ -151,7 +151,8 @@ class ActorRolloutRefWorker:
         return DataProto.from_dict({"old_log_probs": logp, "entropys": ent})
 
     def compute_ref_log_prob(self, data: DataProto) -> DataProto:
-        micro, temperature = self.cfg.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu, data.meta_info["temperature"]
+        micro = self.cfg.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu
+        temperature = data.meta_info["temperature"]
         if self.lora:  # the base model: the same shards with the adapters switched off
             with self.actor.module.disable_adapter():
                 logp, _ = self.actor.compute_log_prob(data, micro, temperature)

@@ -47,6 +47,7 @@ def runs(ray_cluster, tiny_model_dir, tmp_path_factory):
         run = dict(batch=batch, metrics=train_two_updates(wg, batch), actor=root / f"ws{ws}" / "actor")
         wg.execute_all("save_checkpoint", str(run["actor"]))
         run["logp"] = wg.dispatch_dp("compute_log_prob", batch).batch["old_log_probs"]
+        run["ref_logp"] = wg.dispatch_dp("compute_ref_log_prob", batch).batch["ref_log_prob"]
         run["engine"] = wg.execute_all("rollout_state")[0]
         if ws == 2:
             prompts = prompts_of(batch)
@@ -111,6 +112,13 @@ def test_adapter_release_loads_with_peft_and_reproduces_the_actor(runs, tiny_mod
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder)
     batch, mask = runs[1]["batch"], runs[1]["batch"].batch["response_mask"].bool()
     torch.testing.assert_close(logp_of(model, batch)[mask], runs[1]["logp"][mask], atol=1e-5, rtol=1e-5)
+
+
+def test_the_reference_is_the_base_model_with_the_adapters_off(runs, tiny_model_dir):
+    batch, mask = runs[2]["batch"], runs[2]["batch"].batch["response_mask"].bool()
+    base = logp_of(AutoModelForCausalLM.from_pretrained(tiny_model_dir), batch)
+    torch.testing.assert_close(runs[2]["ref_logp"][mask], base[mask], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(runs[2]["logp"][mask], base[mask], atol=1e-3)  # the actor itself has moved
 
 
 def test_a_changed_adapter_reaches_the_engine_only_through_the_sync(runs):
