@@ -1,7 +1,8 @@
 """Turn a sharded FSDP actor checkpoint into a Hugging Face model folder for release.
 
     python scripts/model_merger.py merge --backend fsdp \
-        --local_dir checkpoints/<project>/<experiment>/global_step_N/actor --target_dir OUT [--dtype bfloat16]
+        --local_dir checkpoints/<project>/<experiment>/global_step_N/actor --target_dir OUT [--dtype bfloat16] \
+        [--trust_remote_code] [--lora_mode merged|adapter] [--base_model DIR]
 
 ``local_dir`` is what the trainer writes: ``dcp/`` (torch.distributed.checkpoint shards of every rank)
 and ``huggingface/`` (config, generation config, tokenizer). Only the model weights are read (not the
@@ -20,6 +21,7 @@ peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors`` + t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,18 +40,21 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def check_actor_dir(local_dir: Path) -> None:
-    if not (local_dir / "huggingface/config.json").exists() or not (local_dir / "dcp/.metadata").exists():
+def check_actor_dir(local_dir: Path, trust_remote_code: bool) -> None:
+    hf_dir = local_dir / "huggingface"
+    if not (hf_dir / "config.json").exists() or not (local_dir / "dcp/.metadata").exists():
         fail(f"{local_dir} is not an actor checkpoint folder (need huggingface/config.json and dcp/.metadata); "
              "pass --local_dir <default_local_dir>/global_step_N/actor")
+    if "auto_map" in json.loads((hf_dir / "config.json").read_text()) and not trust_remote_code:
+        fail(f"{hf_dir / 'config.json'} names model code shipped in the folder (auto_map); "
+             "pass --trust_remote_code if you trust that code (as actor_rollout_ref.model.trust_remote_code did)")
 
 
-def load_merged_model(local_dir: Path) -> torch.nn.Module:
+def load_merged_model(local_dir: Path, trust_remote_code: bool = False) -> torch.nn.Module:
     hf_dir, dcp_dir = local_dir / "huggingface", local_dir / "dcp"
-    check_actor_dir(local_dir)
-    config = AutoConfig.from_pretrained(hf_dir)
+    config = AutoConfig.from_pretrained(hf_dir, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=trust_remote_code)
     model.to_empty(device="cpu")
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=str(dcp_dir), no_dist=True)  # fills the tensors in place
@@ -57,7 +62,7 @@ def load_merged_model(local_dir: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def load_lora_model(local_dir: Path, base_model: Path | None) -> torch.nn.Module:
+def load_lora_model(local_dir: Path, base_model: Path | None, trust_remote_code: bool) -> torch.nn.Module:
     """The base model with the checkpoint's adapters (a peft ``PeftModel``), in float32."""
     from peft import LoraConfig, get_peft_model
 
@@ -66,30 +71,31 @@ def load_lora_model(local_dir: Path, base_model: Path | None) -> torch.nn.Module
     if not (base / "config.json").exists():
         fail(f"the base model {str(base)!r} named in {local_dir / SUBDIR}/adapter_config.json is not a Hugging Face "
              "folder here; pass --base_model DIR (the actor_rollout_ref.model.path the run trained on)")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), peft_config)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    model = get_peft_model(model, peft_config)
     adapters = {k: v for k, v in model.state_dict().items() if is_adapter_param(k)}
     dcp.load({"model": adapters}, checkpoint_id=str(local_dir / "dcp"), no_dist=True)  # fills the tensors in place
     model.peft_config[ADAPTER].base_model_name_or_path = str(base)
     return model.eval()
 
 
-def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype, lora_mode: str | None = None,
-          base_model: Path | None = None) -> None:
-    check_actor_dir(local_dir)
+def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype, trust_remote_code: bool = False,
+          lora_mode: str | None = None, base_model: Path | None = None) -> None:
+    check_actor_dir(local_dir, trust_remote_code)
     is_lora = (local_dir / SUBDIR / "adapter_config.json").exists()
     if lora_mode == "adapter" and not is_lora:
         fail(f"--lora_mode adapter: {local_dir} holds a full model (trained with actor_rollout_ref.model.lora_rank=0), "
              "not LoRA adapters; drop --lora_mode")
     if is_lora:
-        model = load_lora_model(local_dir, base_model)
+        model = load_lora_model(local_dir, base_model, trust_remote_code)
         model = model.merge_and_unload() if lora_mode != "adapter" else model
     else:
-        model = load_merged_model(local_dir)
+        model = load_merged_model(local_dir, trust_remote_code)
     model = model.to(dtype)
     hf_dir = local_dir / "huggingface"
     with atomic_dir(target_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(hf_dir).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=trust_remote_code).save_pretrained(tmp)
         if (hf_dir / "generation_config.json").exists():
             GenerationConfig.from_pretrained(hf_dir).save_pretrained(tmp)
     print(f"merged {local_dir} -> {target_dir}")
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--local_dir", required=True, type=Path, help=".../global_step_N/actor")
     m.add_argument("--target_dir", required=True, type=Path, help="output Hugging Face folder")
     m.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
+    m.add_argument("--trust_remote_code", action="store_true",
+                   help="for models whose code ships in their folder (as actor_rollout_ref.model.trust_remote_code)")
     m.add_argument("--lora_mode", default=None, choices=("merged", "adapter"),
                    help="LoRA checkpoints: merged Hugging Face model (default) or peft adapter folder")
     m.add_argument("--base_model", default=None, type=Path,
@@ -110,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.backend != "fsdp":
         fail(f"--backend {args.backend} is not supported; SkillZero writes FSDP checkpoints (--backend fsdp)")
-    merge(args.local_dir.expanduser(), args.target_dir.expanduser(), DTYPES[args.dtype], args.lora_mode,
-          args.base_model.expanduser() if args.base_model else None)
+    merge(args.local_dir.expanduser(), args.target_dir.expanduser(), DTYPES[args.dtype], args.trust_remote_code,
+          args.lora_mode, args.base_model.expanduser() if args.base_model else None)
 
 
 if __name__ == "__main__":
