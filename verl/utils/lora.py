@@ -85,6 +85,12 @@ def wrap(model: torch.nn.Module, model_cfg: Any, base_model_path: str | None = N
                               if isinstance(m, LoraLayer) and not isinstance(m, LoraLinear)}):
         raise ValueError(f"{KEY}.target_modules={targets!r} selects {', '.join(unsupported)} layers; SkillZero "
                          "merges LoRA into linear layers only. Fix: list linear layers (e.g. all-linear)")
+    names = {name for name, _ in wrapped.named_parameters()}  # a tied (shared) weight appears once, elsewhere
+    if tied := sorted(n for n, m in wrapped.named_modules() if isinstance(m, LoraLinear)
+                      and f"{n}.base_layer.weight" not in names):
+        raise ValueError(f"{KEY}.target_modules={targets!r} selects {tied[0].removeprefix(PEFT_PREFIX)}, whose weight is "
+                         "tied to another parameter (tie_word_embeddings): its merged weight would change both. "
+                         f"Fix: leave it out of {KEY}.target_modules (all-linear already does)")
     if not any(p.requires_grad for p in wrapped.parameters()):
         raise ValueError(f"{KEY}.target_modules={targets!r} matched no layer of {type(model).__name__} once "
                          f"exclude_modules={_names(model_cfg.exclude_modules)!r} was applied; name at least one "

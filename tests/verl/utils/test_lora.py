@@ -40,6 +40,7 @@ def test_lora_off_and_on_are_valid_configs():
 @pytest.mark.parametrize(("targets", "message"), [
     ("[nothing_like_this]", "target_modules=\\['nothing_like_this'\\].*peft cannot add LoRA adapters to Qwen2ForCausalLM"),
     ("[embed_tokens]", "target_modules=\\['embed_tokens'\\] selects Embedding layers"),
+    ("[q_proj,lm_head]", "selects lm_head, whose weight is tied to another parameter"),
 ])
 def test_targets_the_model_cannot_take_stop_the_run_at_start_up(tiny_model_dir, echo_slots, tmp_path, targets, message):
     cfg = trainer_config(echo_overrides(tiny_model_dir, echo_slots, tmp_path, actor_rollout_ref__model__lora_rank=4,
