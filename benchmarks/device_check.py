@@ -177,7 +177,8 @@ def check_trainer(device: str, work: Path) -> dict[str, Any]:
     tiny = str(build_tiny_model(cache_dir() / "models" / "tiny-qwen2-device-check"))
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-        measured = trainer_step.run(tiny, ranks=1, steps=2, group=4, batch=4, work=work, device=device)
+        measured = trainer_step.summarize_rows(trainer_step.run_rows(
+            tiny, ranks=1, steps=2, group=4, batch=4, work=work, extra=[f"trainer.device={device}"]))
     return {**measured, "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -5,7 +5,8 @@
 Prints one JSON object: env steps per second for each batch size (every env gets one model-style
 ``<think>…</think><action>…</action>`` text per round; finished episodes are reset, and reset time
 is not counted), plus the p50 latency in ms of a single env's reset and step. ``random`` plays a
-uniformly random admissible command, ``expert`` the game's stored walkthrough. Needs ALFWorld data
+uniformly random admissible command, ``expert`` the game's stored walkthrough. ``compare.py`` reuses
+:class:`Player` and :func:`play_episodes` for its resets-included comparison. Needs ALFWorld data
 (``$ALFWORLD_DATA`` or ``--data_path``).
 """
 
@@ -18,6 +19,7 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Iterator
 
 from omegaconf import OmegaConf
 
@@ -47,18 +49,34 @@ class Player:
         return [f"<think>benchmark</think><action>{c}</action>" for c in commands]
 
 
-def throughput(player: Player, num_envs: int, rounds: int, games: int) -> float:
-    """Env steps per second over ``rounds`` rounds of ``num_envs`` parallel steps."""
-    seeds = itertools.count()
-    infos, step, stepping = player.start([next(seeds) % games for _ in range(num_envs)]), 0, 0.0
-    for _ in range(rounds):
+def play_episodes(player: Player, seeds: Iterator[int], num_envs: int, episodes: int,
+                  episode_steps: int) -> tuple[int, float, float]:
+    """Play ``episodes`` rounds of ``num_envs`` episodes (reset, then up to ``episode_steps`` parallel
+    steps; an env whose episode ended sits out); returns (env steps, seconds stepping, seconds resetting)."""
+    steps, stepping, resetting = 0, 0.0, 0.0
+    for _ in range(episodes):
         started = time.perf_counter()
-        _, _, dones, infos = player.manager.step(player.texts(infos, step))
-        stepping += time.perf_counter() - started
-        step += 1
-        if dones.any():  # restart the whole batch so every env always has a command to take
-            infos, step = player.start([next(seeds) % games for _ in range(num_envs)]), 0
-    return num_envs * rounds / stepping
+        infos = player.start([next(seeds) for _ in range(num_envs)])
+        resetting += time.perf_counter() - started
+        done = [False] * num_envs
+        for step in range(episode_steps):
+            texts = [None if finished else text for finished, text in zip(done, player.texts(infos, step))]
+            started = time.perf_counter()
+            _, _, dones, infos = player.manager.step(texts)
+            stepping += time.perf_counter() - started
+            steps += sum(text is not None for text in texts)
+            done = dones.tolist()
+            if all(done):
+                break
+    return steps, stepping, resetting
+
+
+def throughput(player: Player, num_envs: int, rounds: int, games: int) -> float:
+    """Env steps per second over ``rounds`` rounds of ``num_envs`` parallel steps (resets not timed)."""
+    seeds = (seed % games for seed in itertools.count())
+    episode_steps = min(rounds, player.manager.envs.max_steps)
+    steps, stepping, _ = play_episodes(player, seeds, num_envs, -(-rounds // episode_steps), episode_steps)
+    return steps / stepping
 
 
 def single_env_latency(player: Player, repeats: int, games: int) -> tuple[float, float]:

@@ -117,8 +117,8 @@ def measure_paths(model: str, ranks: int) -> dict:
 def measure_plan(model: str, ranks: int, work: Path) -> dict:
     slots = echo_slots(work / "slots")
     # prompts truncated to exactly max_prompt_length and full-width responses: the plan's lengths are the real ones
-    cfg = compose_config(echo_overrides(model, ranks, 1, 4, 4, slots, work / f"plan{ranks}", max_steps=1,
-                                        prompt_length=64) + ["actor_rollout_ref.rollout.micro_batch_size=16"])
+    cfg = compose_config(echo_overrides(model, ranks, 1, 4, 4, slots, work / f"plan{ranks}", turns=1,
+                                        max_prompt_length=64, extra=["actor_rollout_ref.rollout.micro_batch_size=16"]))
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's start-up prints; stdout carries the JSON only
         run = Run(cfg)
     try:

@@ -60,6 +60,11 @@ def limited_corpus(corpus_path: Path, limit: int | None, index_root: Path) -> Pa
     return path
 
 
+def index_dir_for(method: str, index_root: Path, corpus_limit: int | None) -> Path:
+    """Where the benchmarks keep the ``method`` index of the (first ``corpus_limit`` passages of the) corpus."""
+    return index_root / f"{method}-{'full' if corpus_limit is None else corpus_limit}"
+
+
 def ensure_index(method: str, corpus: Path, index_dir: Path) -> float | None:
     """Build the index unless one over the same corpus exists; the build time, or None if reused."""
     if (index_dir / META_FILE).exists() and IndexMeta.load(index_dir).corpus_path == str(corpus.resolve()):
@@ -101,15 +106,11 @@ def contains_answer(passages: list[str], gold_answers: tuple[str, ...]) -> bool:
     return any(f" {normalize_answer(gold)} " in text for gold in gold_answers if normalize_answer(gold))
 
 
-def benchmark_method(server: RetrievalServer, queries: list[str], questions: list[QARecord], batch_size: int) -> dict:
-    with httpx.Client(timeout=600) as client:
-        client.post(server.url, json={"queries": queries[:batch_size]})  # warm-up (lazy model / mmap pages)
-        single = timed_requests(client, server.url, [{"query": query} for query in queries])
-        batches = [{"queries": queries[i : i + batch_size]} for i in range(0, len(queries), batch_size)]
-        batched = timed_requests(client, server.url, batches)
-        recall_payloads = [{"queries": [q.question for q in questions[i : i + batch_size]], "topk": RECALL_K}
-                           for i in range(0, len(questions), batch_size)]
-        _, _, bodies = timed_requests(client, server.url, recall_payloads)
+def answer_recall(client: httpx.Client, url: str, questions: list[QARecord], batch_size: int) -> dict:
+    """Share of ``questions`` with a gold answer in the server's top-3 passages, overall and per source."""
+    recall_payloads = [{"queries": [q.question for q in questions[i : i + batch_size]], "topk": RECALL_K}
+                       for i in range(0, len(questions), batch_size)]
+    _, _, bodies = timed_requests(client, url, recall_payloads)
     documents = [per_query for body in bodies for per_query in body["result"]]
     hits_by_source: dict[str, list[bool]] = {}
     for record, docs in zip(questions, documents):
@@ -117,12 +118,22 @@ def benchmark_method(server: RetrievalServer, queries: list[str], questions: lis
             contains_answer([doc["contents"] for doc in docs], record.golden_answers))
     all_hits = [hit for hits in hits_by_source.values() for hit in hits]
     return {
+        "all": round(float(np.mean(all_hits)), 4), "questions": len(all_hits),
+        "per_source": {source: round(float(np.mean(hits)), 4) for source, hits in sorted(hits_by_source.items())},
+    }
+
+
+def benchmark_method(server: RetrievalServer, queries: list[str], questions: list[QARecord], batch_size: int) -> dict:
+    with httpx.Client(timeout=600) as client:
+        client.post(server.url, json={"queries": queries[:batch_size]})  # warm-up (lazy model / mmap pages)
+        single = timed_requests(client, server.url, [{"query": query} for query in queries])
+        batches = [{"queries": queries[i : i + batch_size]} for i in range(0, len(queries), batch_size)]
+        batched = timed_requests(client, server.url, batches)
+        recall = answer_recall(client, server.url, questions, batch_size)
+    return {
         "single": latency_summary(single[0], len(queries), single[1]),
         "batched": {"batch_size": batch_size, **latency_summary(batched[0], len(queries), batched[1])},
-        "answer_recall_at_3": {
-            "all": round(float(np.mean(all_hits)), 4), "questions": len(all_hits),
-            "per_source": {source: round(float(np.mean(hits)), 4) for source, hits in sorted(hits_by_source.items())},
-        },
+        "answer_recall_at_3": recall,
     }
 
 
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
     report = {"corpus": str(corpus), "machine": machine, "methods": {}}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        index_dir = index_root / f"{method}-{'full' if args.corpus_limit is None else args.corpus_limit}"
+        index_dir = index_dir_for(method, index_root, args.corpus_limit)
         try:
             build_s = ensure_index(method, corpus, index_dir)
         except CorpusError as error:

@@ -9,7 +9,8 @@ and ``huggingface/`` (config, generation config, tokenizer). Only the model weig
 optimizer state), directly into a model built from the saved config, in a single process and any world
 size. OUT receives safetensors + config + tokenizer, written to a temporary folder first and renamed,
 so an interrupted merge never leaves a half-written model. ``AutoModelForCausalLM.from_pretrained(OUT)``
-then reproduces the trained actor's logits.
+then reproduces the trained actor's logits (``AutoModelForImageTextToText`` for a Qwen2.5-VL actor, whose
+image processor settings are copied too).
 
 A LoRA checkpoint (``lora/adapter_config.json`` next to ``dcp/``; see docs/lora.md) holds only the adapters;
 the base model is read from the path the adapter config names (or ``--base_model``). ``--lora_mode merged``
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
 
 from verl.utils.fs import atomic_dir
 from verl.utils.lora import ADAPTER, SUBDIR, is_adapter_param
@@ -53,8 +54,9 @@ def check_actor_dir(local_dir: Path, trust_remote_code: bool) -> None:
 def load_merged_model(local_dir: Path, trust_remote_code: bool = False) -> torch.nn.Module:
     hf_dir, dcp_dir = local_dir / "huggingface", local_dir / "dcp"
     config = AutoConfig.from_pretrained(hf_dir, trust_remote_code=trust_remote_code)
+    auto = AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=trust_remote_code)
+        model = auto.from_config(config, dtype=torch.float32, trust_remote_code=trust_remote_code)
     model.to_empty(device="cpu")
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=str(dcp_dir), no_dist=True)  # fills the tensors in place
@@ -98,6 +100,8 @@ def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype, trust_remote_co
         AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=trust_remote_code).save_pretrained(tmp)
         if (hf_dir / "generation_config.json").exists():
             GenerationConfig.from_pretrained(hf_dir).save_pretrained(tmp)
+        if (hf_dir / "preprocessor_config.json").exists():  # a vision-language model's image processor
+            (tmp / "preprocessor_config.json").write_bytes((hf_dir / "preprocessor_config.json").read_bytes())
     print(f"merged {local_dir} -> {target_dir}")
 
 

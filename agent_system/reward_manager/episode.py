@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from verl.protocol import DataProto
-from verl.trainer.ppo.core_algos import place_reward_on_last_token
+from verl.utils.torch_functional import place_reward_on_last_token
 
 
 class EpisodeRewardManager:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from agent_system.environments.env_package.search.client import RetrievalError
+from agent_system.environments.env_package.search.server_process import SERVER_SCRIPT
 from agent_system.environments.search_manager import make_manager
 from tests.examples.retrieval_fixtures import running_server, slice_documents
 
@@ -31,7 +35,7 @@ def bm25_server(bm25_index):
 def test_health_reports_the_index(server):
     health = httpx.get(f"{server.base_url}/health").json()
     assert health["status"] == "ok" and health["retriever"] in ("bm25", "dense")
-    assert health["num_docs"] > 0 and health["default_topk"] == 3
+    assert health["num_docs"] > 0 and health["default_topk"] == 3 and health["search_batches"] >= 0
 
 
 def test_single_query_response_schema(server):
@@ -62,6 +66,21 @@ def test_batch_equals_single_requests(server):
     assert [[hit["document"] for hit in hits] for hits in batch] == [[hit["document"] for hit in hits] for hits in singles]
     for batch_hits, single_hits in zip(batch, singles):
         assert [hit["score"] for hit in batch_hits] == pytest.approx([hit["score"] for hit in single_hits], abs=1e-4)
+
+
+def test_concurrent_single_query_clients_are_batched_on_the_server_and_get_their_own_results(server):
+    queries = QUERIES * 4
+    singles = {q: httpx.post(server.url, json={"query": q, "topk": 3, "return_scores": True}).json()["result"][0]
+               for q in QUERIES}
+    batches_before = httpx.get(f"{server.base_url}/health").json()["search_batches"]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # 8 clients, one query per request
+        answers = list(pool.map(lambda q: httpx.post(server.url, json={"query": q, "topk": 3, "return_scores": True},
+                                                     timeout=60).json()["result"][0], queries))
+    for query, hits in zip(queries, answers):
+        assert [hit["document"] for hit in hits] == [hit["document"] for hit in singles[query]]
+        assert [hit["score"] for hit in hits] == pytest.approx([hit["score"] for hit in singles[query]], abs=1e-4)
+    batches = httpx.get(f"{server.base_url}/health").json()["search_batches"] - batches_before
+    assert 1 <= batches < len(queries)  # requests that arrived together were searched together
 
 
 def test_gold_passage_ranks_first_for_its_title(server):
@@ -112,7 +131,8 @@ def test_wrong_method_and_path_are_4xx(bm25_server):
 def _env_cfg(url, max_retries: int = 1) -> dict:
     return {
         "max_steps": 4, "history_length": 2,
-        "search": {"search_url": url, "topk": 3, "timeout": 30, "max_retries": max_retries, "retry_backoff": 0.05},
+        "search": {"search_url": url, "topk": 3, "timeout": 30, "max_retries": max_retries, "retry_backoff": 0.05,
+                   "max_outage_s": 0, "concurrency": 4},
     }
 
 
@@ -148,7 +168,7 @@ def slice_documents_for(server) -> list[dict]:
 
 
 @pytest.mark.timeout(120)
-def test_search_with_the_server_stopped_fails_after_the_retries_with_a_clear_error(bm25_index):
+def test_search_with_the_server_stopped_and_no_outage_allowed_stops_with_a_clear_error(bm25_index):
     with running_server(bm25_index) as stopped:
         pass
     assert not stopped.healthy()
@@ -159,5 +179,12 @@ def test_search_with_the_server_stopped_fails_after_the_retries_with_a_clear_err
             manager.step(["<search>anything</search>"])
         message = str(error.value)
         assert stopped.url in message and "after 3 attempt(s)" in message and "retrieval_server.py" in message
+        assert "env.search.max_outage_s=0" in message
     finally:
         manager.close()
+
+
+def test_a_negative_batch_wait_stops_the_server_at_start_with_a_clear_message(bm25_index):
+    command = [sys.executable, str(SERVER_SCRIPT), "--index_path", str(bm25_index), "--batch_wait_ms", "-1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--batch_wait_ms must be from 0 to 1000" in done.stderr

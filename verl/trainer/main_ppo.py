@@ -13,18 +13,21 @@ import hydra
 import ray
 from omegaconf import DictConfig, OmegaConf
 
-from agent_system.environments import make_env_manager, ray_actors_per_env
+from agent_system.environments import evaluation_tasks, make_env_manager, ray_actors_per_env
 from verl.single_controller import RankPool
 from verl.single_controller.resources import ClusterTooSmall, Demand, ResourcePlan
 from verl.trainer.config.schema import register_schema
 from verl.trainer.config.validate import ConfigError, validate_config, warn_inert_settings
+from verl.trainer.ppo.evaluation import eval_num_envs, validation_tasks
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils import lora
+from verl.utils.checkpoint import CheckpointManager
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.memory_plan import MemoryPlanError, check_plan, plan_for_run, render
-from verl.utils.model import load_tokenizer, resolve_model_path
+from verl.utils.model import is_vision_model, load_tokenizer, resolve_model_path
 from verl.utils.ray_utils import cluster_address, init_ray
+from verl.utils.vision import VisionPrompt, require_vision_model
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
@@ -38,10 +41,11 @@ def total_steps(cfg: DictConfig, loader: TaskSlotLoader) -> int:
 
 
 def env_sizes(cfg: DictConfig, n_val_tasks: int, n_test_tasks: int) -> dict[str, int]:
-    """Parallel envs per split: train plays every task's group at once, val/test a batch of tasks."""
+    """Parallel envs per split: train plays every task's group at once, val/test even batches of at most
+    ``data.val_batch_size`` tasks (:func:`verl.trainer.ppo.evaluation.eval_num_envs`)."""
     return {"train": cfg.data.train_batch_size * cfg.env.rollout.n,
-            "val": min(cfg.data.val_batch_size, n_val_tasks),
-            "test": min(cfg.data.val_batch_size, n_test_tasks) if cfg.trainer.test_after_train else 0}
+            "val": eval_num_envs(n_val_tasks, cfg.data.val_batch_size),
+            "test": eval_num_envs(n_test_tasks, cfg.data.val_batch_size) if cfg.trainer.test_after_train else 0}
 
 
 def resource_plan(cfg: DictConfig, world_size: int, envs: dict[str, int]) -> ResourcePlan:
@@ -63,12 +67,25 @@ class Run:
     def __init__(self, cfg: DictConfig):
         validate_config(cfg)
         warn_inert_settings(cfg)
+        t = cfg.trainer  # which checkpoint to resume from is settled before anything starts
+        resume_from = CheckpointManager(t.default_local_dir).resume_path(t.resume_mode, t.resume_from_path)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
-        lora.check_model(cfg.actor_rollout_ref.model, model_path, cfg.actor_rollout_ref.model.trust_remote_code)
-        tokenizer = load_tokenizer(model_path, cfg.actor_rollout_ref.model.trust_remote_code)
+        trust = cfg.actor_rollout_ref.model.trust_remote_code
+        lora.check_model(cfg.actor_rollout_ref.model, model_path, trust)
+        if cfg.actor_rollout_ref.rollout.name == "vllm" and is_vision_model(model_path, trust):
+            # vLLM renames a VL model's parameters: its weight-sync probe would find none of the streamed names
+            raise ValueError(f"actor_rollout_ref.model.path={model_path!r} is a vision-language model, which the "
+                             "vllm engine does not serve here; set actor_rollout_ref.rollout.name=hf")
+        tokenizer = load_tokenizer(model_path, trust)
+        vision = None
+        if cfg.ocr.use_ocr:  # visual mode: a Qwen2.5-VL policy reads the history as an image
+            require_vision_model(model_path, trust)
+            vision = VisionPrompt.from_pretrained(tokenizer, model_path)
         train_tasks = load_task_slots(cfg.data.train_files, "data.train_files")
-        val_tasks = load_task_slots(cfg.data.val_files, "data.val_files")
-        test_tasks = load_task_slots(cfg.data.test_files, "data.test_files") if cfg.data.test_files else val_tasks
+        val_slots = load_task_slots(cfg.data.val_files, "data.val_files")
+        test_slots = load_task_slots(cfg.data.test_files, "data.test_files") if cfg.data.test_files else val_slots
+        val_tasks = validation_tasks(evaluation_tasks(cfg.env, "val", val_slots), len(val_slots), cfg.env.seed)
+        test_tasks = evaluation_tasks(cfg.env, "test", test_slots)
         loader = TaskSlotLoader(train_tasks, cfg.data.train_batch_size, cfg.data.shuffle, cfg.data.seed)
         steps = total_steps(cfg, loader)
         skills = build_skill_schedule(cfg, steps)  # checks the curriculum schedule before anything starts
@@ -100,8 +117,8 @@ class Run:
             plan = plan_for_run(cfg, model_path, critic_path, min(self.pool.execute_all("device_memory")))
             print(render(plan), flush=True)
             check_plan(plan, cfg.trainer.strict_memory_plan)
-            self.envs.train = make_env_manager(cfg.env, "train", sizes["train"])
-            self.envs.val = make_env_manager(cfg.env, "val", sizes["val"])
+            self.envs.train = make_env_manager(cfg.env, "train", sizes["train"], cfg.ocr)
+            self.envs.val = make_env_manager(cfg.env, "val", sizes["val"], cfg.ocr)
             for role in roles:
                 self.pool.group(role).execute_all("init_model")
         except BaseException:
@@ -110,7 +127,8 @@ class Run:
         self.trainer = RayPPOTrainer(
             cfg, tokenizer, self.pool.group("actor"), self.pool.group("critic") if "critic" in roles else None,
             self.envs, loader, val_tasks, test_tasks, steps, skills,
-            make_test_envs=lambda: make_env_manager(cfg.env, "test", sizes["test"]))
+            make_test_envs=lambda: make_env_manager(cfg.env, "test", sizes["test"], cfg.ocr),
+            resume_from=resume_from, vision=vision)
 
     def close(self) -> None:
         for manager in (self.envs.train, self.envs.val, self.envs.test):

@@ -151,6 +151,9 @@ def check_model(model_cfg: Any, model_path: str, trust_remote_code: bool) -> Non
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if getattr(config, "vision_config", None) is not None:
+        raise ValueError(f"{KEY}.lora_rank={model_cfg.lora_rank}: LoRA on a vision-language policy ({model_path}) is "
+                         f"not supported in this release; set {KEY}.lora_rank=0")
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     wrap(model, model_cfg, model_path)

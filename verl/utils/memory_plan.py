@@ -13,7 +13,8 @@ optimizer          AdamW moments ``8P/W``; with ``optimizer_offload`` on the dev
                    With LoRA (``lora_rank > 0``) gradients and moments cover the ``A`` adapter parameters
                    only (``4A/W``, ``8A/W``), params add them (``4(P+A)/W``) and there is no reference copy
 rollout            the hf engine's unsharded copy ``P x b`` plus its KV cache for ``rollout.micro_batch_size``
-                   prompts of ``prompt + response`` tokens; vLLM: ``gpu_memory_utilization x device``
+                   prompts of ``prompt + response`` tokens; vLLM: ``gpu_memory_utilization x device``, or
+                   ``P x b`` plus ``rollout.kv_cache_memory_gib`` when set, held through every phase
 reference          the reference policy's shard ``4P/W`` when a KL term is on (0 with its ``param_offload``)
 critic             the value model's shard, gradients and moments ``16 P_critic / W`` for ``gae``
 activations        one micro-batch of ``ppo_micro_batch_size_per_gpu x (prompt + response)`` tokens: per
@@ -68,7 +69,7 @@ class ModelShape:
 
     params: int
     largest_param: int
-    root_params: int  # outside the decoder layers: embeddings, final norm, an untied head
+    root_params: int  # outside the sharded blocks: embeddings, final norm, an untied head
     hidden: int
     layers: int
     heads: int
@@ -79,27 +80,31 @@ class ModelShape:
     adapter_params: int = 0  # LoRA adapters (trainable; the base is frozen); 0 = full fine-tuning
 
     @classmethod
+    @classmethod
     def from_config(cls, config: Any, model_cls: Any = None, trust_remote_code: bool = False,
                     lora_cfg: Any = None) -> "ModelShape":
-        """Count parameters on a meta-device instance of ``config`` (no memory, no weights); with
+        """Count parameters on a meta-device instance of ``config`` (no memory, no weights). A vision-language
+        config (Qwen2.5-VL) counts its vision tower too; the geometry is its language model's. With
         ``lora_cfg`` (``actor_rollout_ref.model`` with ``lora_rank > 0``) also the adapters'."""
-        from transformers import AutoModelForCausalLM
+        from verl.utils.model import causal_lm_class
+        from verl.workers.fsdp_utils import shard_units
 
         with torch.device("meta"):
-            model = (model_cls or AutoModelForCausalLM).from_config(config, trust_remote_code=trust_remote_code)
+            model = (model_cls or causal_lm_class(config)).from_config(config, trust_remote_code=trust_remote_code)
         adapters = 0
         if lora_cfg is not None and lora.lora_enabled(lora_cfg):
             wrapped = lora.wrap(model, lora_cfg)
             adapters = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
             model = wrapped.get_base_model()
         params = [p for n, p in model.named_parameters() if not lora.is_adapter_param(n)]  # tied ones once
-        in_layers = {id(p) for m in model.modules() if type(m).__name__.endswith("DecoderLayer") for p in m.parameters()}
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        in_layers = {id(p) for m in shard_units(model) for p in m.parameters()}
+        text = config.get_text_config()
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         return cls(params=sum(p.numel() for p in params), largest_param=max(p.numel() for p in params),
                    root_params=sum(p.numel() for p in params if id(p) not in in_layers),
-                   hidden=config.hidden_size, layers=config.num_hidden_layers, heads=config.num_attention_heads,
-                   kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-                   head_dim=head_dim, intermediate=config.intermediate_size, vocab=config.vocab_size,
+                   hidden=text.hidden_size, layers=text.num_hidden_layers, heads=text.num_attention_heads,
+                   kv_heads=getattr(text, "num_key_value_heads", None) or text.num_attention_heads,
+                   head_dim=head_dim, intermediate=text.intermediate_size, vocab=text.vocab_size,
                    adapter_params=adapters)
 
 
@@ -132,7 +137,9 @@ def memory_plan(cfg: DictConfig, policy: ModelShape, critic: ModelShape | None =
     gradients = 4 * trainable // world if on_device(fsdp.param_offload) else 0
     optimizer = 8 * trainable // world if on_device(fsdp.param_offload) else 0
     optimizer_at_rest = optimizer if on_device(fsdp.optimizer_offload) else 0
-    if arr.rollout.name == "vllm" and device_memory:
+    if arr.rollout.name == "vllm" and arr.rollout.kv_cache_memory_gib is not None:  # weights + a fixed KV cache
+        rollout, kv_cache = p * b + int(arr.rollout.kv_cache_memory_gib * GIB), 0
+    elif arr.rollout.name == "vllm" and device_memory:
         rollout, kv_cache = int(arr.rollout.gpu_memory_utilization * device_memory), 0
     else:
         rollout = p * b

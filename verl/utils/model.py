@@ -30,8 +30,11 @@ from filelock import FileLock
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     GenerationConfig,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -238,16 +241,74 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedToke
 
 
 def load_causal_lm(
-    path: str, dtype: torch.dtype, attn_implementation: str | None = None, trust_remote_code: bool = False
+    path: str, dtype: torch.dtype | str, attn_implementation: str | None = None, trust_remote_code: bool = False
 ) -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` on a resolved path.
+    """``AutoModelForCausalLM.from_pretrained`` on a resolved path (``AutoModelForImageTextToText`` for a
+    vision-language model such as Qwen2.5-VL: :func:`causal_lm_class`). ``dtype="auto"`` keeps the
+    checkpoint's dtype.
 
     The train/eval mode is left as ``from_pretrained`` sets it (eval); callers that update the
     weights call ``.train()`` themselves.
     """
     model_dir = resolve_model_path(path)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return causal_lm_class(config).from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                   **extra)
+
+
+def causal_lm_class(config: PretrainedConfig) -> type:
+    """The Auto class of a policy with ``config``: ``AutoModelForImageTextToText`` for a vision-language
+    model (its config has a ``vision_config``), else ``AutoModelForCausalLM``."""
+    return AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModelForCausalLM
+
+
+def is_vision_model(path: str, trust_remote_code: bool = False) -> bool:
+    """Whether the model folder holds a vision-language model (its config has a ``vision_config``)."""
+    config = AutoConfig.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    return getattr(config, "vision_config", None) is not None
+
+
+def load_value_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The critic: the backbone of ``path`` with a fresh scalar token head (``AutoModelForTokenClassification``,
+    one label), every dropout switched off.
+
+    A value model regresses returns; dropout would make it fit noisy predictions in train mode and serve
+    another function in eval mode (PPO's ``compute_values``). verl builds its critic with
+    ``classifier_dropout = 0`` and ``hidden_dropout = 0``; we zero every dropout the config names
+    (:func:`value_model_config`) and any ``nn.Dropout`` module the architecture still builds
+    (:func:`disable_dropout`).
+    """
+    model_dir = resolve_model_path(path)
+    config = value_model_config(model_dir, trust_remote_code)
+    return disable_dropout(AutoModelForTokenClassification.from_pretrained(
+        model_dir, config=config, dtype=dtype, trust_remote_code=trust_remote_code))
+
+
+def value_model_config(path: str, trust_remote_code: bool = False) -> PretrainedConfig:
+    """``path``'s config with one label and every dropout it names at 0 (``*dropout*``, ``*_pdrop``, in nested
+    sub-configs too; the head falls back to 0.1 without ``classifier_dropout``)."""
+    config = AutoConfig.from_pretrained(resolve_model_path(path), num_labels=1, trust_remote_code=trust_remote_code)
+    _zero_dropout_fields(config)
+    config.classifier_dropout = 0.0
+    return config
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Set ``p = 0`` on every ``nn.Dropout`` module of ``model`` (in place; returns it)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def _zero_dropout_fields(config: PretrainedConfig) -> None:
+    for name, value in list(vars(config).items()):
+        if isinstance(value, PretrainedConfig):
+            _zero_dropout_fields(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                "dropout" in name or name.endswith("pdrop")):
+            setattr(config, name, 0.0)
 
 
 def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model_path: str, trust_remote_code: bool = False) -> list[int]:

@@ -7,7 +7,7 @@ result, even when they are ``inf`` or ``nan`` (padding may hold anything).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -108,6 +108,33 @@ def response_mask_from_ids(response_ids_BT: torch.Tensor, eos_token_ids: list[in
     eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
     pad_seen = is_pad.long().cumsum(-1) > 0
     return (~(eos_seen_before | pad_seen)).long()
+
+
+def last_valid_index(response_mask_BT: torch.Tensor) -> torch.Tensor:
+    """Position of each row's last valid token; a row without any valid token is an error."""
+    mask = response_mask_BT.bool()
+    empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"samples {empty} have an empty response mask; every response needs at least one "
+                         "valid token to carry its reward")
+    positions_T = torch.arange(mask.shape[-1], device=mask.device)
+    return torch.where(mask, positions_T, -1).argmax(dim=-1)
+
+
+def place_reward_on_last_token(reward_B: torch.Tensor | Sequence[float],
+                               response_mask_BT: torch.Tensor) -> torch.Tensor:
+    """float32 (B, T) scores: each sample's reward on its last valid response token, 0 elsewhere.
+
+    Shared by the reward manager (``agent_system``) and the invalid-action penalty (``core_algos``).
+    """
+    reward_B = torch.as_tensor(reward_B, dtype=torch.float32, device=response_mask_BT.device)
+    if reward_B.shape != response_mask_BT.shape[:1]:
+        raise ValueError(f"reward has shape {tuple(reward_B.shape)} but the batch has {response_mask_BT.shape[0]} "
+                         "samples; pass one reward per sample")
+    scores_BT = torch.zeros(response_mask_BT.shape, dtype=torch.float32, device=response_mask_BT.device)
+    rows_B = torch.arange(len(reward_B), device=response_mask_BT.device)
+    scores_BT[rows_B, last_valid_index(response_mask_BT)] = reward_B
+    return scores_BT
 
 
 def pad_2d_list_to_length(rows: list[list[int]], pad: int, length: int | None = None,

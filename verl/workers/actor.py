@@ -2,7 +2,10 @@
 
 Batches arrive as :class:`DataProto` with ``input_ids``/``attention_mask``/``position_ids`` of shape
 (B, P + T) (left-padded prompt of length P, right-padded response of length T), ``responses`` (B, T) and
-``response_mask`` (B, T). Rows marked ``is_pad`` (added to even out ranks) carry no loss.
+``response_mask`` (B, T). Rows marked ``is_pad`` (added to even out ranks) carry no loss. In visual mode
+each row also has its history image in ``non_tensor_batch["images"]``: a micro-batch's images become one
+concatenated ``pixel_values`` tensor plus ``image_grid_thw``, and the position ids become the model's
+4-row multimodal RoPE ids (:mod:`verl.utils.vision`), exactly as ``generate`` built them.
 
 Data-parallel exactness: losses are normalised by *global* token (or sequence) counts of the mini-batch
 and scaled by the world size, because FSDP2 averages gradients over ranks. So W ranks produce the same
@@ -20,6 +23,7 @@ import torch
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, trim_left_padding
+from verl.utils.vision import VisionInputs, mrope_position_ids, multimodal_inputs
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
 
 
@@ -32,11 +36,19 @@ def effective_response_mask(data: DataProto) -> torch.Tensor:
     return mask
 
 
-def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+                    images: Any = None, vision: VisionInputs | None = None) -> torch.Tensor:
     """Logits (B, T, V) predicting each response token (the position before it). Only those T
-    positions are projected onto the vocabulary (``logits_to_keep``), not the whole prompt."""
+    positions are projected onto the vocabulary (``logits_to_keep``), not the whole prompt.
+    ``images`` (one per row) need ``vision``: pixels and multimodal RoPE ids are added."""
     t = batch["responses"].shape[1]
-    out = module(**trim_left_padding(batch, device), use_cache=False, logits_to_keep=t + 1)
+    inputs = trim_left_padding(batch, device)
+    extra = multimodal_inputs(vision, images, inputs["input_ids"])
+    if extra:
+        inputs["position_ids"] = mrope_position_ids(module, inputs["input_ids"], inputs["attention_mask"],
+                                                    extra["image_grid_thw"], extra.pop("mm_token_type_ids"))
+        inputs.update(extra)
+    out = module(**inputs, use_cache=False, logits_to_keep=t + 1)
     return out.logits[:, :-1, :]
 
 
@@ -95,8 +107,10 @@ class LossNorm:
 
 class DataParallelPPOActor:
     def __init__(self, module: torch.nn.Module, actor_cfg: Any, device: torch.device, world_size: int,
-                 optimizer: torch.optim.Optimizer | None = None, lr_scheduler: Any = None):
+                 optimizer: torch.optim.Optimizer | None = None, lr_scheduler: Any = None,
+                 vision: VisionInputs | None = None):
         self.module = module
+        self.vision = vision
         self.cfg = actor_cfg
         self.device = device
         self.world_size = world_size
@@ -109,11 +123,15 @@ class DataParallelPPOActor:
         self.module.eval()
         logps, ents = [], []
         for micro in data.split(micro_batch_size):
-            logits = response_logits(self.module, micro.batch, self.device) / temperature
+            logits = self._logits(micro) / temperature
             logps.append(logprobs_from_logits(logits, micro.batch["responses"].to(self.device)).cpu())
             if with_entropy:
                 ents.append(entropy_from_logits(logits).cpu())
         return torch.cat(logps), (torch.cat(ents) if with_entropy else None)
+
+    def _logits(self, micro: DataProto) -> torch.Tensor:
+        return response_logits(self.module, micro.batch, self.device, micro.non_tensor_batch.get("images"),
+                               self.vision)
 
     def update_policy(self, data: DataProto, temperature: float) -> dict[str, float]:
         """PPO epochs over the driver's mini-batches; one optimizer step per mini-batch.
@@ -153,7 +171,7 @@ class DataParallelPPOActor:
         agg = cfg.loss_agg_mode
         gtc, scale = norm.for_micro(agg, mask)
 
-        logits = response_logits(self.module, b, self.device) / temperature
+        logits = self._logits(micro) / temperature
         logp = logprobs_from_logits(logits, b["responses"].to(self.device))
         entropy = entropy_from_logits(logits) if cfg.entropy_coeff != 0 else None
         pg = core_algos.compute_policy_loss(

@@ -4,11 +4,13 @@ Roles colocated in one process per rank (:class:`verl.single_controller.Worker`)
 :class:`verl.single_controller.RayWorkerGroup`. Methods taking a :class:`DataProto` receive this rank's
 equal share of the batch; everything else is called on all ranks with the same arguments. Models are
 read once, on rank 0, and reach the other ranks' FSDP2 shards by broadcast; the rollout engine's copy is
-filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold
-DCP shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
-``huggingface/`` (config, generation config, tokenizer) so ``scripts/model_merger.py`` can build a
-release folder from the shards alone. With LoRA (:mod:`verl.utils.lora`) the shards hold only the adapters
-and their optimizer state, and ``lora/adapter_config.json`` names the base model they apply to.
+filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). A Qwen2.5-VL policy (visual mode) is
+built and synced the same way. Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold DCP
+shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
+``huggingface/`` (config, generation config, tokenizer; the image processor of a vision-language model)
+so ``scripts/model_merger.py`` can build a release folder from the shards alone. With LoRA
+(:mod:`verl.utils.lora`) the shards hold only the adapters and their optimizer state, and
+``lora/adapter_config.json`` names the base model they apply to.
 """
 
 from __future__ import annotations
@@ -19,15 +21,26 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification, GenerationConfig
+from transformers import AutoConfig, AutoModelForTokenClassification, GenerationConfig
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import peak_memory
 from verl.utils import lora
-from verl.utils.model import eos_token_ids, load_tokenizer
+from verl.utils.model import (
+    causal_lm_class,
+    disable_dropout,
+    eos_token_ids,
+    load_causal_lm,
+    load_tokenizer,
+    load_value_model,
+    resolve_model_path,
+    value_model_config,
+)
+from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils, weight_sync
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
+from verl.workers.rollout.base import RolloutEngine
 from verl.workers.rollout.hf_rollout import HFRollout
 
 HF_SUBDIR = "huggingface"
@@ -104,42 +117,56 @@ class ActorRolloutRefWorker:
         trust = arr.model.trust_remote_code
         self.tokenizer = load_tokenizer(self.model_path, trust_remote_code=trust)
         self.hf_config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust)
+        self.model_cls = causal_lm_class(self.hf_config)  # image-text-to-text for Qwen2.5-VL (visual mode)
+        is_vl = getattr(self.hf_config, "vision_config", None) is not None
+        self.vision = VisionInputs(self.model_path, self.tokenizer) if is_vl else None
         self.lora = lora.lora_enabled(arr.model)
         prepare = lora.seeded_wrapper(arr.model, self.cfg.trainer.seed, self.model_path) if self.lora else None
+
+        def load() -> torch.nn.Module:
+            model = load_causal_lm(self.model_path, "auto", trust_remote_code=trust)
+            return prepare(model) if prepare else model
+
         # in the checkpoint's own dtype (bf16 for Qwen2.5: half the host RAM); the shards are fp32 either way
-        checkpoint = weight_sync.read_on_rank0(AutoModelForCausalLM, self.model_path, "auto", prepare=prepare,
-                                               trust_remote_code=trust)
+        checkpoint = weight_sync.read_on_rank0(load)
         fsdp = arr.actor.fsdp_config
-        module = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device, fsdp.param_offload,
+        module = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device, fsdp.param_offload,
                                 arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust,
                                 prepare=prepare)
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
-        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler)
+        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
+                                          self.vision)
         if self.with_ref and not self.lora:  # with LoRA the reference is the actor with its adapters off
-            ref = _sharded_model(AutoModelForCausalLM, self.hf_config, checkpoint, self.device,
+            ref = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device,
                                  arr.ref.fsdp_config.param_offload, False, trainable=False, trust_remote_code=trust)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision)
         del checkpoint  # rank 0's full copy
         self.rollout = self._build_rollout()
         self.sync_rollout_weights()
 
-    def _build_rollout(self) -> HFRollout:
-        """The engine's model is an empty copy of the policy in the rollout dtype; the first weight sync fills it."""
+    def _build_rollout(self) -> RolloutEngine:
+        """The rollout engine, without the policy's weights: the first weight sync (end of :meth:`init_model`)
+        fills it. The hf engine gets an uninitialised copy of the policy in the rollout dtype, vLLM starts
+        from dummy weights; neither reads the checkpoint again."""
         rollout_cfg = self.cfg.actor_rollout_ref.rollout
         trust = self.cfg.actor_rollout_ref.model.trust_remote_code
+        common = dict(pad_token_id=self.tokenizer.pad_token_id, response_length=self.cfg.data.max_response_length,
+                      eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
+                      rank=self.rank)
+        if rollout_cfg.name == "vllm":
+            from verl.workers.rollout.vllm_rollout import VLLMRollout
+
+            return VLLMRollout(resolve_model_path(self.model_path), rollout_cfg, dtype=self.rollout_dtype,
+                               device=self.device, prompt_length=self.cfg.data.max_prompt_length,
+                               seed=self.cfg.trainer.seed, load_format="dummy", trust_remote_code=trust, **common)
         policy = self.actor.module.get_base_model() if self.lora else self.actor.module
-        model = weight_sync.empty_copy(AutoModelForCausalLM, self.hf_config, self.rollout_dtype, self.device,
-                                       buffers_from=policy, model_dir=self.model_path,
-                                       trust_remote_code=trust)
-        return HFRollout(
-            model, self.device, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_ids=eos_token_ids(self.tokenizer, self.model_path, trust_remote_code=trust),
-            response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
-            rank=self.rank,
-        )
+        model = weight_sync.empty_copy(self.model_cls, self.hf_config, self.rollout_dtype, self.device,
+                                       buffers_from=policy, trust_remote_code=trust)
+        return HFRollout(model, self.device, micro_batch_size=rollout_cfg.micro_batch_size, vision=self.vision,
+                         **common)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         return self.rollout.generate(prompts)
@@ -161,6 +188,7 @@ class ActorRolloutRefWorker:
         return DataProto.from_dict({"ref_log_prob": logp})
 
     def update_actor(self, data: DataProto) -> DataProto:
+        self.rollout.release_memory()  # e.g. vLLM's KV cache, taken back by the sync below
         with fsdp_utils.optimizer_state_on(self.actor.optimizer, *self.optim_devices):
             metrics = self.actor.update_policy(data, data.meta_info["temperature"])
         self.actor.optimizer.zero_grad(set_to_none=True)  # no gradients held through the next rollout
@@ -186,6 +214,8 @@ class ActorRolloutRefWorker:
             except OSError:
                 pass  # the model ships no generation config
             self.tokenizer.save_pretrained(hf)
+            if self.vision is not None:
+                self.vision.processor.save_pretrained(hf)
         dist.barrier()
 
     def load_checkpoint(self, folder: str) -> None:
@@ -213,13 +243,13 @@ class CriticWorker:
     def init_model(self) -> None:
         critic_cfg = self.cfg.critic
         trust = self.cfg.actor_rollout_ref.model.trust_remote_code
-        config = AutoConfig.from_pretrained(self.model_path, num_labels=1, trust_remote_code=trust)
+        config = value_model_config(self.model_path, trust)  # one label, every dropout off (as verl's critic)
         torch.manual_seed(self.seed)  # the fresh value head (drawn on rank 0, broadcast) is reproducible
-        checkpoint = weight_sync.read_on_rank0(AutoModelForTokenClassification, self.model_path, TRAIN_DTYPE,
-                                               num_labels=1, trust_remote_code=trust)
+        checkpoint = weight_sync.read_on_rank0(lambda: load_value_model(self.model_path, TRAIN_DTYPE, trust))
         fsdp = critic_cfg.model.fsdp_config
         module = _sharded_model(AutoModelForTokenClassification, config, checkpoint, self.device, fsdp.param_offload,
                                 critic_cfg.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
+        disable_dropout(module)
         optimizer = fsdp_utils.build_optimizer(module, critic_cfg.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, critic_cfg.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))

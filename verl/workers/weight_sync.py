@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.tensor import DTensor
 from peft import PeftModel
-from transformers import GenerationConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
 from verl.utils import lora
 
@@ -44,19 +44,14 @@ class Rank0Checkpoint:
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def read_on_rank0(model_cls, path: str, dtype: torch.dtype | str, prepare: Prepare | None = None,
-                  **kwargs) -> Rank0Checkpoint:
-    """``model_cls.from_pretrained(path)`` on rank 0 (kept as tensors, the module dropped); empty elsewhere.
-    ``prepare`` (e.g. the LoRA wrap) turns the loaded model into the trainer's module before its tensors
-    are taken, so their names and extra parameters (the adapters' init) match the sharded module.
+def read_on_rank0(load: Callable[[], torch.nn.Module]) -> Rank0Checkpoint:
+    """``load()`` (a ``from_pretrained``) on rank 0, kept as tensors with the module dropped; empty elsewhere.
 
-    With ``dtype="auto"`` the tensors keep the checkpoint's dtype: :func:`load_into_shards` casts each one
+    Loading with ``dtype="auto"`` keeps the checkpoint's dtype: :func:`load_into_shards` casts each tensor
     into the fp32 shards as it arrives (exact for bf16/fp16), so rank 0 never holds a full fp32 copy."""
     if dist.get_rank() != 0:
         return Rank0Checkpoint()
-    model = model_cls.from_pretrained(path, dtype=dtype, **kwargs)
-    if prepare is not None:
-        model = prepare(model)
+    model = load()
     return Rank0Checkpoint(dict(model.state_dict()), {n: b.detach() for n, b in model.named_buffers()})
 
 
@@ -117,18 +112,13 @@ def stream_policy(module: torch.nn.Module, dtype: torch.dtype) -> Iterator[tuple
 
 
 def empty_copy(model_cls, config: PretrainedConfig, dtype: torch.dtype, device: torch.device,
-               buffers_from: torch.nn.Module, model_dir: str, **kwargs) -> torch.nn.Module:
+               buffers_from: torch.nn.Module, **kwargs) -> torch.nn.Module:
     """An unsharded model of ``config`` in ``dtype`` on ``device`` with uninitialised parameters, to be
-    filled by a weight sync; buffers are copied from ``buffers_from`` (same architecture), the generation
-    config is read from ``model_dir`` as ``from_pretrained`` would."""
+    filled by a weight sync; buffers are copied from ``buffers_from`` (same architecture)."""
     model = meta_model(model_cls, config, dtype, **kwargs).to_empty(device=device)
     model.tie_weights()  # to_empty re-creates parameters; tied ones must point at one tensor again
     source = dict(buffers_from.named_buffers())
     with torch.no_grad():
         for name, buf in model.named_buffers():
             buf.copy_(source[name])
-    try:
-        model.generation_config = GenerationConfig.from_pretrained(model_dir)
-    except OSError:
-        pass  # no generation_config.json: from_config already derived one from the model config
     return model.eval()

@@ -53,6 +53,14 @@ def test_group_copies_share_a_game_and_seeds_index_the_sorted_list(manager, vali
     assert all(info["task_type"] == valid_seen_games[s].task_type for info, s in zip(infos, (7, 7, 8)))
 
 
+def test_a_gamefile_in_the_reset_kwargs_picks_the_game(manager, valid_seen_games):
+    chosen = [valid_seen_games[11].path, valid_seen_games[3].path]
+    _, infos = manager.reset([{"gamefile": chosen[0]}, {"gamefile": chosen[1]}, {"seed": 11}])
+    assert [info["gamefile"] for info in infos] == [chosen[0], chosen[1], chosen[0]]
+    with pytest.raises(ValueError, match="not one of the 140 games"):
+        manager.reset([{"gamefile": "/elsewhere/game.tw-pddl"}] * 3)
+
+
 def test_walkthrough_wins_and_finished_envs_take_none(manager):
     seeds = [0, 1, 2]
     plans = [_plan(manager, s) for s in seeds]
@@ -128,6 +136,21 @@ def test_malformed_outputs_are_invalid_and_never_crash_a_worker(manager):
     for command in plan:  # the same workers still play the game to a win
         obs, rewards, dones, infos = manager.step([_act(command)] * 3)
     assert dones.all() and all(info["won"] and info["is_action_valid"] for info in infos)
+
+
+def test_repeated_action_tags_execute_nothing(manager):
+    """As the reference: the output is invalid and the game gets the empty command, so its state stays."""
+    _, start_infos = manager.reset([{"seed": 0}] * 3)
+    first = _plan(manager, 0)[0]
+    repeated = [f"<think>go</think><action>{first}</action><action>{first}</action>",
+                f"<think>go</think><action>{first}</action></action>"]
+    obs, rewards, dones, infos = manager.step([*repeated, _act(first)])
+    assert [info["is_action_valid"] for info in infos] == [False, False, True]
+    assert obs["anchor"][:2] == ["Nothing happens."] * 2 and obs["anchor"][2] != "Nothing happens."
+    assert infos[0]["admissible_commands"] == infos[1]["admissible_commands"] == start_infos[0]["admissible_commands"]
+    assert infos[2]["admissible_commands"] != start_infos[0]["admissible_commands"]
+    assert "[Action]: \n" in obs["text"][0] and f"[Action]: {first}" in obs["text"][2]  # the memory too
+    assert not dones.any() and not rewards.any()
 
 
 def test_killed_worker_is_replaced_and_its_episode_fails(manager):

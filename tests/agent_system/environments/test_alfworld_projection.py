@@ -20,9 +20,11 @@ from agent_system.environments.env_package.alfworld.projection import alfworld_p
         ("<action>look</action>", "look", False),
         ("<think>x</think> go to desk 1", "", False),
         ("<think>x<action>look</action>", "look", False),
-        # tags repeated or nested
+        # tags repeated or nested; repeated action tags execute nothing
         ("<think>a</think><think>b</think><action>look</action>", "look", False),
-        ("<think>a</think><action>look</action><action>inventory</action>", "look", False),
+        ("<think>a</think><action>look</action><action>inventory</action>", "", False),
+        ("<think>a</think><action>look</action></action>", "", False),
+        ("<think>a</think><ACTION>look<action>inventory</action>", "", False),
         ("<think>a <action>look</action></think>", "look", False),
         ("<think>a</think></action>look<action>", "", False),
         # empty action, CJK characters
@@ -55,6 +57,8 @@ def test_never_raises_and_returns_clean_commands(text):
     assert action == action.strip() and action == action.lower()
     if valid:
         assert action and text.lower().count("<action>") == 1
+    if text.lower().count("<action>") > 1 or text.lower().count("</action>") > 1:
+        assert action == "" and not valid
 
 
 @settings(max_examples=200, deadline=None)

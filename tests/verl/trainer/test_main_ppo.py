@@ -114,11 +114,16 @@ def test_a_cluster_too_small_fails_at_once_with_the_numbers_and_keys(tiny_model_
         in proc.stderr and "ray_init.num_cpus" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_gigpo_with_dynamic_sampling(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
-    run_ppo(trainer_config(echo_overrides(
-        tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gigpo", env__max_steps=2,
-        algorithm__gigpo__mode="mean_std_norm", algorithm__filter_groups__enable=True,
-        algorithm__filter_groups__max_num_gen_batches=3, trainer__total_training_steps=1)))
+def test_gigpo_cli_run_with_dynamic_sampling(tiny_model_dir, echo_slots, tmp_path):
+    """GiGPO through the command line: discounted step returns with the invalid-action penalty, DAPO filter."""
+    args = echo_overrides(tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gigpo", env__max_steps=2,
+                          algorithm__gamma=0.95, algorithm__gigpo__mode="mean_std_norm",
+                          actor_rollout_ref__actor__use_invalid_action_penalty=True,
+                          algorithm__filter_groups__enable=True, algorithm__filter_groups__max_num_gen_batches=3,
+                          trainer__total_training_steps=1)
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     (m,) = read_metrics(tmp_path)
     assert 1 <= m["filter_groups/num_gen_batches"] <= 3 and m["filter_groups/kept_groups"] >= 1
     assert m["critic/advantages/max"] > 0 > m["critic/advantages/min"]
+    assert "actor/pg_loss" in m

@@ -88,3 +88,23 @@ def test_cli_reads_config_json_only_and_prints_json(tmp_path, capsys):
         "params", "gradients", "optimizer", "rollout", "reference", "critic", "activations_with_checkpointing",
         "activations_without_checkpointing", "transient_logits", "transient_sync"}
     assert round(printed["total"] / GIB, 1) == 65.9
+
+
+def test_vllm_rollout_is_its_budget_or_the_weights_plus_a_fixed_kv_cache():
+    shape = ModelShape.from_config(qwen25_config("7b"))
+    vllm = REFERENCE + ["actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.gpu_memory_utilization=0.5"]
+    budget = memory_plan(trainer_config(vllm), shape, device_memory=80 * GIB)["per_rank"]
+    assert (budget["rollout"], budget["kv_cache"]) == (40 * GIB, 0)
+    fixed = memory_plan(trainer_config(vllm + ["actor_rollout_ref.rollout.kv_cache_memory_gib=2"]), shape,
+                        device_memory=80 * GIB)["per_rank"]
+    assert (fixed["rollout"], fixed["kv_cache"]) == (2 * shape.params + 2 * GIB, 0)
+
+
+def test_a_vision_language_config_counts_its_vision_tower(tiny_vl_model_dir, tiny_model_dir):
+    from transformers import AutoConfig
+
+    vl = ModelShape.from_config(AutoConfig.from_pretrained(tiny_vl_model_dir))
+    text = AutoConfig.from_pretrained(tiny_vl_model_dir).get_text_config()
+    assert (vl.hidden, vl.layers, vl.vocab) == (text.hidden_size, text.num_hidden_layers, text.vocab_size)
+    text_only = ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir))
+    assert vl.params > text_only.params  # same language-model sizes plus the vision tower

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer, LlamaForCausalLM
 
 import verl.utils.model as model_utils
 from verl.utils.model import (
@@ -20,6 +20,7 @@ from verl.utils.model import (
     eos_token_ids,
     load_causal_lm,
     load_tokenizer,
+    load_value_model,
     resolve_model_path,
 )
 from verl.utils.tiny_model import build_tiny_model
@@ -167,6 +168,31 @@ def test_load_causal_lm_passes_attn_implementation(tiny_dir):
     model = load_causal_lm(str(tiny_dir), dtype=torch.bfloat16, attn_implementation="eager")
     assert model.dtype == torch.bfloat16
     assert model.config._attn_implementation == "eager"
+
+
+def test_value_model_has_no_active_dropout(tiny_dir, tmp_path):
+    """The critic trains without dropout: head, attention and any other dropout the config names."""
+    model_dir = tmp_path / "dropout-model"
+    shutil.copytree(tiny_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.3}))
+    ids = torch.randint(5, 200, (2, 12), generator=torch.Generator().manual_seed(0))
+
+    def two_train_forwards(model):
+        model.train()
+        return model(input_ids=ids).logits, model(input_ids=ids).logits
+
+    # what from_pretrained alone builds: classifier dropout 0.1 and attention dropout 0.3, active in train mode
+    plain = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1)
+    first, second = two_train_forwards(plain)
+    assert not torch.equal(first, second)
+
+    critic = load_value_model(str(model_dir), torch.float32)
+    assert critic.config.num_labels == 1 and critic.score.out_features == 1
+    assert critic.config.classifier_dropout == 0.0 and critic.config.attention_dropout == 0.0
+    assert all(m.p == 0.0 for m in critic.modules() if isinstance(m, torch.nn.Dropout))
+    first, second = two_train_forwards(critic)
+    assert torch.equal(first, second)
 
 
 def test_build_dir_atomically_failure_leaves_nothing(tmp_path):

@@ -131,3 +131,12 @@ def test_trim_left_padding_drops_only_all_padding_columns():
     out = F.trim_left_padding(batch, torch.device("cpu"), keys=("input_ids", "attention_mask"))
     assert out["input_ids"].tolist() == [[0, 5, 6], [7, 8, 9]]
     assert out["attention_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+
+
+def test_place_reward_on_last_token_handles_holes_and_rejects_empty_rows():
+    scores = F.place_reward_on_last_token([1.0, 2.0], torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1]]))
+    assert scores.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0]]
+    with pytest.raises(ValueError, match=r"samples \[1\] have an empty response mask"):
+        F.place_reward_on_last_token([1.0, 2.0], torch.tensor([[1, 0], [0, 0]]))
+    with pytest.raises(ValueError, match="one reward per sample"):
+        F.place_reward_on_last_token([1.0], torch.tensor([[1, 0], [1, 0]]))

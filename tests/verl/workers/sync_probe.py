@@ -25,7 +25,7 @@ class SyncProbe(ActorRolloutRefWorker):
 
     def rollout_is_tied(self) -> bool:
         model = self.rollout.model
-        return model.lm_head.weight is model.model.embed_tokens.weight
+        return model.lm_head.weight is model.get_input_embeddings().weight
 
     def perturb_adapters(self, seed: int) -> None:
         """Give every LoRA ``B`` (zero at init) random values in place, without a weight sync."""

@@ -8,16 +8,20 @@ from transformers import AutoModelForCausalLM
 
 from tests.verl.workers.sync_probe import SyncProbe
 from tests.verl.workers.test_fsdp_workers import make_pool, synthetic_batch
+from verl.utils.model import load_causal_lm
 from verl.workers.actor import layout_mini_batches
 from verl.workers.rollout.hf_rollout import HFRollout
 
 
-@pytest.mark.parametrize("world_size", [1, 2])
-def test_streamed_sync_is_bit_identical_to_the_full_gather(ray_cluster, tiny_model_dir, world_size):
-    pool = make_pool(tiny_model_dir, world_size, actor_cls=SyncProbe)
+@pytest.mark.parametrize("model_fixture, world_size", [("tiny_model_dir", 1), ("tiny_model_dir", 2),
+                                                       ("tiny_vl_model_dir", 2)], ids=["text-1", "text-2", "vl-2"])
+def test_streamed_sync_is_bit_identical_to_the_full_gather(ray_cluster, request, model_fixture, world_size):
+    """Text policies and a Qwen2.5-VL policy (visual mode: vision tower and language model in one stream)."""
+    model_dir = request.getfixturevalue(model_fixture)
+    pool = make_pool(model_dir, world_size, actor_cls=SyncProbe)
     wg = pool.group("actor")
     try:
-        checkpoint = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        checkpoint = load_causal_lm(model_dir, torch.float32)
         initial = wg.execute_all("rollout_state")
         for rank_state in initial:  # start-up: the broadcast shards, streamed into an empty copy, are the checkpoint
             assert rank_state.keys() == checkpoint.state_dict().keys()
@@ -26,9 +30,10 @@ def test_streamed_sync_is_bit_identical_to_the_full_gather(ray_cluster, tiny_mod
         for rank_buffers in wg.execute_all("rollout_buffers"):  # e.g. rotary inv_freq, not in the state dict
             for k, v in checkpoint.named_buffers():
                 assert torch.equal(rank_buffers[k], v), k
-        assert all(wg.execute_all("rollout_is_tied"))
+        tied = checkpoint.config.get_text_config().tie_word_embeddings
+        assert wg.execute_all("rollout_is_tied") == [tied] * world_size
 
-        batch = synthetic_batch(checkpoint.config.vocab_size)
+        batch = synthetic_batch(checkpoint.config.get_text_config().vocab_size)
         batch.batch["old_log_probs"] = wg.dispatch_dp("compute_log_prob", batch).batch["old_log_probs"]
         wg.execute_per_rank("update_actor", layout_mini_batches(batch, world_size, 4))  # ends with a sync
         synced, gathered = wg.execute_all("rollout_state"), wg.execute_all("full_gather_for_rollout")

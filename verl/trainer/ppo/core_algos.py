@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from verl.utils.torch_functional import masked_mean, masked_sum, masked_whiten
+from verl.utils.torch_functional import masked_mean, masked_sum, masked_whiten, place_reward_on_last_token
 
 # ---------------------------------------------------------------------------------------------------------
 # Group bookkeeping
@@ -51,11 +51,12 @@ def _group_rows(group_B: np.ndarray) -> list[np.ndarray]:
 
 
 def _group_normalise(values_B: torch.Tensor, group_B: np.ndarray, contributes_B: np.ndarray,
-                     epsilon: float, divide_by_std: bool) -> torch.Tensor:
+                     epsilon: float, divide_by_std: bool, lone_gets_zero: bool = False) -> torch.Tensor:
     """(v - mean_g) / (std_g + epsilon), or v - mean_g without ``divide_by_std``, per group g.
 
     The group statistics use only the samples flagged in ``contributes_B`` (torch.std: unbiased) and are
-    applied to every sample of the group. A group with a single contributor uses mean 0 and std 1, as verl.
+    applied to every sample of the group. A group with a single contributor uses mean 0 and std 1, as
+    verl, or advantage 0 with ``lone_gets_zero`` (verl-agent's step level: the lone value is its own mean).
     Statistics run in float64: in float32 the mean of identical rewards can miss them by one rounding
     step, and dividing that residue by (0 + epsilon) would turn "no signal" into a sizeable advantage.
     """
@@ -65,6 +66,9 @@ def _group_normalise(values_B: torch.Tensor, group_B: np.ndarray, contributes_B:
         stats_from = values64_B[rows[contributes_B[rows]]]
         if stats_from.numel() > 1:
             mean, std = stats_from.mean(), stats_from.std()
+        elif lone_gets_zero:
+            out_B[rows] = 0.0
+            continue
         else:
             mean, std = values64_B.new_tensor(0.0), values64_B.new_tensor(1.0)
         centred = values64_B[rows] - mean
@@ -114,10 +118,14 @@ def compute_grpo_outcome_advantage(token_level_rewards_BT: torch.Tensor, respons
 
 
 def compute_step_discounted_returns(step_rewards_B: torch.Tensor | np.ndarray, traj_index: np.ndarray,
-                                    step_ids_B: torch.Tensor | np.ndarray, gamma: float) -> torch.Tensor:
+                                    step_ids_B: torch.Tensor | np.ndarray, gamma: float,
+                                    step_penalty_B: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """Per-trajectory discounted return G_t = r_t + gamma * G_{t+1}, walking steps in ``step_ids_B`` order.
 
-    Used for GiGPO's step-level groups (Feng et al. 2025, §3.2). Returns float32 of shape (B,).
+    Used for GiGPO's step-level groups (Feng et al. 2025, Eq. 5). ``step_penalty_B`` (the invalid-action
+    penalty of each sample, see :func:`invalid_action_penalty`) is then subtracted from that sample's own
+    return, G_t - p_t, and is not discounted into earlier steps: verl-agent computes the returns first and
+    its ``apply_invalid_action_penalty`` lowers each step's ``step_rewards`` entry. Returns float32 (B,).
     """
     rewards_B = torch.as_tensor(step_rewards_B, dtype=torch.float32)
     traj_index = _as_ids(traj_index, len(rewards_B), "traj_index")
@@ -133,7 +141,12 @@ def compute_step_discounted_returns(step_rewards_B: torch.Tensor | np.ndarray, t
         for row in rows[np.argsort(step_ids[rows])][::-1]:
             running = float(rewards_B[row]) + gamma * running
             returns_B[row] = running
-    return returns_B
+    if step_penalty_B is None:
+        return returns_B
+    penalty_B = torch.as_tensor(step_penalty_B, dtype=torch.float32)
+    if penalty_B.shape != rewards_B.shape:
+        raise ValueError(f"step_penalty has shape {tuple(penalty_B.shape)}; pass one penalty per sample")
+    return returns_B - penalty_B
 
 
 def _similar(a: str, b: str, thresh: float) -> bool:
@@ -177,14 +190,25 @@ def compute_gigpo_outcome_advantage(token_level_rewards_BT: torch.Tensor, step_r
                                     response_mask_BT: torch.Tensor, anchor_obs: np.ndarray, index: np.ndarray,
                                     traj_index: np.ndarray, epsilon: float = 1e-6, step_advantage_w: float = 1.0,
                                     mode: str = "mean_norm", enable_similarity: bool = False,
-                                    similarity_thresh: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """GiGPO (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent Training", Eq. 7-9).
+                                    similarity_thresh: float = 0.95,
+                                    compute_mean_std_cross_steps: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """GiGPO (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent Training", Eq. 3-8),
+    with the defaults of its reference implementation (verl-agent ``core_gigpo``).
 
-    A = A^E + w * A^S. Episode level A^E: GRPO over one score per trajectory of each uid group. Step level
-    A^S: samples of one uid group whose anchor observation (the raw env state) is identical (or similar, see
-    ``enable_similarity``) form a step group, and their discounted step returns ``step_rewards_B`` (see
-    :func:`compute_step_discounted_returns`) are normalised inside it. ``mode="mean_norm"`` only subtracts
-    the group mean; ``"mean_std_norm"`` also divides by (std + epsilon). Singleton groups use mean 0, std 1.
+    A = A^E + w * A^S.
+
+    - Episode level A^E (Eq. 3): each sample's score (its summed token rewards: the episode reward minus
+      its own invalid-action penalty) normalised in its uid group. With ``compute_mean_std_cross_steps``
+      (default, as the reference) the group statistics run over every step sample of the group, so longer
+      trajectories weigh more; ``False`` uses one score per trajectory (the paper's formula). A group with
+      a single contributor uses mean 0 and std 1.
+    - Step level A^S (Eq. 6-7): samples of one uid group whose anchor observation (the raw env state) is
+      identical (or similar, see ``enable_similarity``) form a step group, and their discounted step
+      returns ``step_rewards_B`` (see :func:`compute_step_discounted_returns`) are normalised inside it.
+      A step group of one sample has nothing to compare with and gets A^S = 0.
+
+    ``mode="mean_norm"`` only subtracts the group mean; ``"mean_std_norm"`` also divides by (std + eps).
+    Group statistics run in float64 (a group of equal values gets exactly 0).
     """
     if mode not in GIGPO_MODES:
         raise ValueError(f"unknown GiGPO mode {mode!r}; valid modes: {', '.join(GIGPO_MODES)}")
@@ -198,10 +222,12 @@ def compute_gigpo_outcome_advantage(token_level_rewards_BT: torch.Tensor, step_r
     if step_returns_B.shape != (batch,):
         raise ValueError(f"step_rewards_B has shape {tuple(step_returns_B.shape)}; pass one return per sample")
 
-    episode_adv_B = _group_normalise(scores_B, index, _first_of_each_trajectory(index, traj_index),
-                                     epsilon, divide_by_std)
+    every_sample = np.ones(batch, dtype=bool)
+    episode_contributes = every_sample if compute_mean_std_cross_steps else _first_of_each_trajectory(index, traj_index)
+    episode_adv_B = _group_normalise(scores_B, index, episode_contributes, epsilon, divide_by_std)
     step_groups = _anchor_groups(anchor_obs, index, enable_similarity, similarity_thresh)
-    step_adv_B = _group_normalise(step_returns_B, step_groups, np.ones(batch, dtype=bool), epsilon, divide_by_std)
+    step_adv_B = _group_normalise(step_returns_B, step_groups, every_sample, epsilon, divide_by_std,
+                                  lone_gets_zero=True)
     adv_BT = _broadcast(episode_adv_B + step_advantage_w * step_adv_B, response_mask_BT)
     return adv_BT, adv_BT
 
@@ -496,37 +522,16 @@ def groups_with_reward_variance(index: np.ndarray, scores_B: torch.Tensor | np.n
     return keep_B
 
 
-def _last_valid_index(response_mask_BT: torch.Tensor) -> torch.Tensor:
-    """Position of each row's last valid token; a row without any valid token is an error."""
-    mask = response_mask_BT.bool()
-    empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(f"samples {empty} have an empty response mask; every response needs at least one "
-                         "valid token to carry its reward")
-    positions_T = torch.arange(mask.shape[-1], device=mask.device)
-    return torch.where(mask, positions_T, -1).argmax(dim=-1)
-
-
-def place_reward_on_last_token(reward_B: torch.Tensor | np.ndarray, response_mask_BT: torch.Tensor) -> torch.Tensor:
-    """float32 (B, T) scores: each sample's reward on its last valid response token, 0 elsewhere."""
-    reward_B = torch.as_tensor(reward_B, dtype=torch.float32, device=response_mask_BT.device)
-    if reward_B.shape != response_mask_BT.shape[:1]:
-        raise ValueError(f"reward has shape {tuple(reward_B.shape)} but the batch has {response_mask_BT.shape[0]} "
-                         "samples; pass one reward per sample")
-    scores_BT = torch.zeros(response_mask_BT.shape, dtype=torch.float32, device=response_mask_BT.device)
-    rows_B = torch.arange(len(reward_B), device=response_mask_BT.device)
-    scores_BT[rows_B, _last_valid_index(response_mask_BT)] = reward_B
-    return scores_BT
-
-
 def invalid_action_penalty(token_level_scores_BT: torch.Tensor, response_mask_BT: torch.Tensor,
                            is_action_valid_B: torch.Tensor | np.ndarray,
-                           coef: float) -> tuple[torch.Tensor, float]:
-    """Subtract ``coef * (1 - valid)`` at each sample's last valid token (verl-agent's format penalty).
+                           coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Subtract p = ``coef * (1 - valid)`` at each sample's last valid token (verl-agent's format penalty).
 
-    Returns the new scores and the mean penalty over the batch.
+    Returns the new scores and p (float32, shape (B,)). GiGPO also subtracts p from the sample's step
+    return (see :func:`compute_step_discounted_returns`), as verl-agent's ``apply_invalid_action_penalty``
+    lowers ``step_rewards``.
     """
     invalid_B = 1.0 - torch.as_tensor(is_action_valid_B).to(torch.float32)
     penalty_B = coef * invalid_B
     scores_BT = token_level_scores_BT - place_reward_on_last_token(penalty_B, response_mask_BT)
-    return scores_BT, float(penalty_B.mean())
+    return scores_BT, penalty_B

@@ -7,11 +7,12 @@ Rules (SPEC §3; tags are matched case-insensitively):
   nested in each other), the action is not empty, and the text has no CJK characters (Han
   ideographs, kana, Hangul; the reference rejects Chinese to stop language mixing);
 * the **action** is the text between the first ``<action>`` and the first ``</action>`` after it,
-  stripped and lower-cased;
+  stripped and lower-cased; an output with a repeated ``<action>`` or ``</action>`` tag has no action
+  at all (which of its commands was meant is unknowable);
 * an **invalid** output still takes its step: with the extracted action when one is there (as the
-  reference does), else with the empty command, which the game answers with "Nothing happens.".
-  The step is used up and the sample is flagged ``is_action_valid = False`` (the trainer's
-  invalid-action penalty applies).
+  reference does), else with the empty command, which changes nothing in the game (it answers
+  "Nothing happens."), as the reference sends an empty action. The step is used up and the sample
+  is flagged ``is_action_valid = False`` (the trainer's invalid-action penalty applies).
 
 Whether the action is admissible does not affect validity: an inadmissible command is a legal move
 that changes nothing, and learning to avoid it is the policy's job.
@@ -37,6 +38,8 @@ def _single_block(text: str, open_tag: str, close_tag: str) -> tuple[int, int] |
 
 
 def _extract_action(lowered: str) -> str:
+    if lowered.count(ACTION_OPEN) > 1 or lowered.count(ACTION_CLOSE) > 1:
+        return ""
     start = lowered.find(ACTION_OPEN)
     if start == -1:
         return ""

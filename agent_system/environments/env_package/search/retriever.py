@@ -2,12 +2,16 @@
 
 Used by the HTTP server (``examples/search/retriever/retrieval_server.py``) and, without a server, by
 the ``local:<index dir>`` search backend of the environment. Every search is a batch: queries are
-tokenized / encoded together and searched with one call. A lock serialises searches, so one retriever
-can be shared by many threads (server request handlers, environment workers).
+tokenized / encoded together and searched with one call. One retriever can be shared by many threads
+(server request handlers, environment workers): only the step that is not thread-safe holds a lock —
+the BM25 tokenizer (its Snowball stemmer keeps state) and the dense encoder (a fast tokenizer must not
+be re-configured while another thread uses it) — while BM25 scoring and CPU FAISS search run unlocked
+(a FAISS index on the GPU gets a lock of its own: GPU indexes are not thread-safe).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -54,7 +58,6 @@ class Retriever(ABC):
             )
         self.corpus = corpus
         self.index_path = index_path
-        self._lock = threading.Lock()
 
     @property
     def num_docs(self) -> int:
@@ -68,9 +71,7 @@ class Retriever(ABC):
         """The ``topk`` best passages for each query, best first."""
         if not queries:
             return []
-        topk = min(topk, self.num_docs)
-        with self._lock:
-            rows, scores = self._search_rows(queries, topk)
+        rows, scores = self._search_rows(queries, min(topk, self.num_docs))
         return [
             [Hit(self.corpus.get(int(row)), float(score)) for row, score in zip(row_list, score_list) if row >= 0]
             for row_list, score_list in zip(rows, scores)
@@ -87,10 +88,12 @@ class BM25Retriever(Retriever):
         self._tokenizer = bm25_tokenizer()
         self._tokenizer.load_vocab(folder)
         self._tokenizer.load_stopwords(folder)
+        self._tokenizer_lock = threading.Lock()
         super().__init__(corpus, int(self._model.scores["num_docs"]), folder)
 
     def _search_rows(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
-        tokens = self._tokenizer.tokenize(queries, update_vocab=False, return_as="ids", show_progress=False)
+        with self._tokenizer_lock:
+            tokens = self._tokenizer.tokenize(queries, update_vocab=False, return_as="ids", show_progress=False)
         return self._model.retrieve(tokens, k=topk, show_progress=False)
 
 
@@ -115,10 +118,16 @@ class DenseRetriever(Retriever):
             )
         self._index = index
         self.encoder = encoder
+        self._encoder_lock = threading.Lock()
+        # FAISS GPU indexes are not thread-safe; CPU ones are searched concurrently without a lock.
+        self._search_lock = threading.Lock() if faiss_gpu else contextlib.nullcontext()
         super().__init__(corpus, int(index.ntotal), index_file)
 
     def _search_rows(self, queries: list[str], topk: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, rows = self._index.search(self.encoder.encode_queries(queries), topk)
+        with self._encoder_lock:
+            vectors = self.encoder.encode_queries(queries)
+        with self._search_lock:
+            scores, rows = self._index.search(vectors, topk)
         return rows, scores
 
 

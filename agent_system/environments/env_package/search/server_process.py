@@ -28,9 +28,14 @@ def free_port() -> int:
 
 
 class RetrievalServer:
-    """The retrieval server on a free local port; started on construction, stopped by :meth:`stop`."""
+    """The retrieval server on a free local port; started on construction, stopped by :meth:`stop`.
 
-    def __init__(self, index_dir: str | os.PathLike, *extra_args: str, start_timeout_s: float = 300.0):
+    ``script`` runs another server with the same command line (``--index_path``, ``--port``) and
+    ``GET /health``, e.g. the reference-design baseline of ``benchmarks/compare.py``.
+    """
+
+    def __init__(self, index_dir: str | os.PathLike, *extra_args: str, start_timeout_s: float = 300.0,
+                 script: str | os.PathLike = SERVER_SCRIPT):
         self.index_dir = Path(index_dir)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -38,7 +43,7 @@ class RetrievalServer:
         self._log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
         self.process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "--index_path", str(index_dir), "--port", str(self.port), *extra_args],
+            [sys.executable, str(script), "--index_path", str(index_dir), "--port", str(self.port), *extra_args],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
         )
         self._wait_until_healthy(start_timeout_s)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl.trainer.ppo import core_algos as ca
+from verl.utils.torch_functional import place_reward_on_last_token
 
 EPS = 1e-6
 LN2 = math.log(2.0)
@@ -80,7 +81,7 @@ GIGPO_EPISODE = torch.tensor([10.0, 10.0, 0.0, 0.0, 0.0, 10.0])
 
 
 def gigpo_rewards():
-    return ca.place_reward_on_last_token(GIGPO_EPISODE, GIGPO_MASK)
+    return place_reward_on_last_token(GIGPO_EPISODE, GIGPO_MASK)
 
 
 def test_step_discounted_returns_follow_step_order():
@@ -93,6 +94,17 @@ def test_step_discounted_returns_follow_step_order():
     assert_close(shuffled, [10.0, 0.25, 5.0, 1.0, 0.5])
 
 
+def test_step_penalty_lowers_only_its_own_step_return():
+    # a1's first step was invalid (penalty 0.1): its return 5 becomes 4.9; the later step keeps 10, as
+    # verl-agent subtracts the penalty from the already discounted step returns
+    penalty = torch.tensor([0.1, 0.0, 0.0, 0.1, 0.0, 0.0])
+    returns = ca.compute_step_discounted_returns(GIGPO_STEP_ENV_REWARDS, GIGPO_TRAJ, GIGPO_STEP_IDS, gamma=0.5,
+                                                 step_penalty_B=penalty)
+    assert_close(returns, [4.9, 10.0, 0.0, -0.1, 0.0, 10.0])
+    with pytest.raises(ValueError, match="one penalty per sample"):
+        ca.compute_step_discounted_returns(GIGPO_STEP_ENV_REWARDS, GIGPO_TRAJ, GIGPO_STEP_IDS, 0.5, penalty[:2])
+
+
 def test_step_discounted_returns_reject_repeated_steps():
     with pytest.raises(ValueError, match="repeated step ids"):
         ca.compute_step_discounted_returns([1.0, 2.0], np.array(["t", "t"]), np.array([0, 0]), gamma=0.9)
@@ -102,9 +114,9 @@ def test_gigpo_mean_norm_by_hand():
     step_returns = ca.compute_step_discounted_returns(GIGPO_STEP_ENV_REWARDS, GIGPO_TRAJ, GIGPO_STEP_IDS, 0.5)
     adv, _ = ca.compute_gigpo_outcome_advantage(gigpo_rewards(), step_returns, GIGPO_MASK, GIGPO_ANCHORS,
                                                 GIGPO_UID, GIGPO_TRAJ, step_advantage_w=0.5, mode="mean_norm")
-    # episode: a over trajectories [10, 0] -> +5 / -5; b alone -> 10 - 0
-    # steps: (a,s0) [5, 0] -> +2.5 / -2.5; (a,s1) [10, 0] -> +5 / -5; (a,s2) alone -> 0; (b,s0) alone -> 10
-    expected = [5 + 0.5 * 2.5, 5 + 0.5 * 5, -5 - 0.5 * 2.5, -5 + 0.5 * 0, -5 - 0.5 * 5, 10 + 0.5 * 10]
+    # episode: a over its five step samples [10, 10, 0, 0, 0] -> mean 4 -> +6 / -4; b alone -> 10 - 0
+    # steps: (a,s0) [5, 0] -> +2.5 / -2.5; (a,s1) [10, 0] -> +5 / -5; (a,s2) and (b,s0) alone -> 0
+    expected = [6 + 0.5 * 2.5, 6 + 0.5 * 5, -4 - 0.5 * 2.5, -4 + 0.5 * 0, -4 - 0.5 * 5, 10 + 0.5 * 0]
     assert_close(adv, per_token(expected, GIGPO_MASK))
 
 
@@ -113,14 +125,80 @@ def test_gigpo_mean_std_norm_by_hand():
     adv, returns = ca.compute_gigpo_outcome_advantage(gigpo_rewards(), step_returns, GIGPO_MASK, GIGPO_ANCHORS,
                                                       GIGPO_UID, GIGPO_TRAJ, step_advantage_w=0.5,
                                                       mode="mean_std_norm")
-    episode_a = 5 / (math.sqrt(50) + EPS)  # [10, 0]: std sqrt(50)
+    std_a = math.sqrt((36 + 36 + 16 + 16 + 16) / 4)  # [10, 10, 0, 0, 0]: mean 4, unbiased variance 30
+    win, loss = 6 / (std_a + EPS), -4 / (std_a + EPS)
     s0 = 2.5 / (math.sqrt(12.5) + EPS)  # [5, 0]: std sqrt(12.5)
     s1 = 5 / (math.sqrt(50) + EPS)  # [10, 0]
     lone_b = 10 / (1 + EPS)
-    expected = [episode_a + 0.5 * s0, episode_a + 0.5 * s1, -episode_a - 0.5 * s0, -episode_a,
-                -episode_a - 0.5 * s1, lone_b + 0.5 * lone_b]
+    expected = [win + 0.5 * s0, win + 0.5 * s1, loss - 0.5 * s0, loss, loss - 0.5 * s1, lone_b]
     assert_close(adv, per_token(expected, GIGPO_MASK))
     assert_close(returns, adv)
+
+
+def test_gigpo_episode_statistics_per_trajectory_on_request():
+    adv, _ = ca.compute_gigpo_outcome_advantage(gigpo_rewards(), torch.zeros(6), GIGPO_MASK, GIGPO_ANCHORS,
+                                                GIGPO_UID, GIGPO_TRAJ, step_advantage_w=0.0,
+                                                compute_mean_std_cross_steps=False)
+    assert_close(adv, per_token([5.0, 5.0, -5.0, -5.0, -5.0, 10.0], GIGPO_MASK))  # a over [10, 0]
+
+
+# The reference implementation's numbers (issue 8, item 1), verbatim. gamma 0.95 where it matters.
+def _reference_gigpo(episode_rewards, step_returns, anchors, traj, w, mode):
+    n = len(anchors)
+    mask = torch.ones(n, 1)
+    adv, _ = ca.compute_gigpo_outcome_advantage(torch.tensor(episode_rewards).unsqueeze(-1),
+                                                torch.as_tensor(step_returns), mask, np.array(anchors, dtype=object),
+                                                np.array(["task"] * n), np.array(traj), step_advantage_w=w, mode=mode)
+    return adv.squeeze(-1)
+
+
+def assert_reference(actual, expected):
+    torch.testing.assert_close(actual, torch.tensor(expected), atol=5e-4, rtol=0)
+
+
+@pytest.mark.parametrize("mode, expected", [("mean_norm", [5.0, -5.0]), ("mean_std_norm", [0.7071, -0.7071])])
+def test_reference_lone_anchor_gets_zero_step_advantage(mode, expected):
+    # trajectories a and b with one step each, anchors "A" and "B", episode rewards 10 and 0, step returns
+    # [10, 0], w = 1 (before this fix: [15.0, -5.0] and [10.7071, -0.7071])
+    adv = _reference_gigpo([10.0, 0.0], [10.0, 0.0], ["A", "B"], ["a", "b"], w=1.0, mode=mode)
+    assert_reference(adv, expected)
+
+
+@pytest.mark.parametrize("mode, expected", [("mean_norm", [3.333, -6.667, 3.333]),
+                                            ("mean_std_norm", [0.577, -1.155, 0.577])])
+def test_reference_episode_statistics_over_all_step_samples(mode, expected):
+    # a has 2 steps and reward 10, b has 1 step and reward 0; rows [a0, b0, a1]; anchors [s0, s0, s1]; w = 0
+    returns = ca.compute_step_discounted_returns([0.0, 0.0, 10.0], np.array(["a", "b", "a"]), np.array([0, 0, 1]),
+                                                 gamma=0.95)
+    adv = _reference_gigpo([10.0, 0.0, 10.0], returns, ["s0", "s0", "s1"], ["a", "b", "a"], w=0.0, mode=mode)
+    assert_reference(adv, expected)
+
+
+def test_reference_invalid_action_penalty_lowers_the_step_part():
+    # a0 (anchor s0, valid, step return 10) and b0 (anchor s0, invalid, step return 0), penalty coef 0.1,
+    # mean_norm -> step part of the advantage [5.05, -5.05] (before this fix: [5.0, -5.0])
+    mask = torch.ones(2, 1)
+    scores, penalty = ca.invalid_action_penalty(place_reward_on_last_token([10.0, 0.0], mask), mask,
+                                                np.array([True, False]), coef=0.1)
+    returns = ca.compute_step_discounted_returns([10.0, 0.0], np.array(["a", "b"]), np.array([0, 0]), gamma=0.95,
+                                                 step_penalty_B=penalty)
+
+    def advantage(w):
+        adv, _ = ca.compute_gigpo_outcome_advantage(scores, returns, mask, np.array(["s0", "s0"], dtype=object),
+                                                    np.array(["task", "task"]), np.array(["a", "b"]),
+                                                    step_advantage_w=w, mode="mean_norm")
+        return adv.squeeze(-1)
+
+    assert_reference(advantage(1.0) - advantage(0.0), [5.05, -5.05])
+
+
+def test_identical_returns_give_exactly_zero_gigpo_advantage():
+    """Eight copies of one invalid step (-0.1 everywhere): float64 statistics give exactly 0 at both levels."""
+    rewards_BT = torch.tensor([[0.0, -0.1]] * 8)
+    adv_BT, _ = ca.compute_gigpo_outcome_advantage(rewards_BT, torch.full((8,), -0.1), torch.ones(8, 2),
+                                                   np.array(["s"] * 8, dtype=object), np.array(["a"] * 8),
+                                                   np.arange(8).astype(str), mode="mean_std_norm")
+    assert torch.equal(adv_BT, torch.zeros(8, 2))
 
 
 def test_gigpo_rejects_unknown_mode():
@@ -142,15 +220,17 @@ def _similarity_advantages(anchors, step_returns, enable_similarity, thresh=0.85
 
 def test_gigpo_similarity_groups_near_duplicate_anchors():
     anchors = ["abcdefghij", "abcdefghik", "zzzzzzzzzz"]  # SequenceMatcher ratio: 0.9, then 0
-    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True), [1.0, -1.0, 7.0])
-    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True, thresh=0.95), [4.0, 2.0, 7.0])
-    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], False), [4.0, 2.0, 7.0])
+    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True), [1.0, -1.0, 0.0])
+    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True, thresh=0.95), [0.0, 0.0, 0.0])
+    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], False), [0.0, 0.0, 0.0])
 
 
 def test_gigpo_similarity_compares_with_the_cluster_representative():
     # B is 0.9-similar to A and joins it; C is 0.9-similar to B but only 0.8 to the representative A
     anchors = ["aaaaaaaaaa", "aaaaaaaaab", "aaaaaaaabb"]
-    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True), [1.0, -1.0, 7.0])
+    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0], True), [1.0, -1.0, 0.0])
+    anchors = ["aaaaaaaaaa", "aaaaaaaaab", "aaaaaaaabb", "aaaaaaaabc"]  # C and D group around C
+    assert_close(_similarity_advantages(anchors, [4.0, 2.0, 7.0, 3.0], True), [1.0, -1.0, 2.0, -2.0])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -191,7 +271,7 @@ def test_rloo_by_hand():
     scores = [1.0, 0.0, 2.0, 3.0, 4.0, 1.0]
     uid = np.array(["a", "a", "a", "b", "c", "c"])
     mask = torch.ones(6, 2)
-    adv, _ = ca.compute_rloo_outcome_advantage(ca.place_reward_on_last_token(scores, mask), mask, uid)
+    adv, _ = ca.compute_rloo_outcome_advantage(place_reward_on_last_token(scores, mask), mask, uid)
     # a: 1 - (0+2)/2 = 0, 0 - (1+2)/2 = -1.5, 2 - (1+0)/2 = 1.5; b alone: 0; c: 4 - 1 = 3, 1 - 4 = -3
     assert_close(adv, per_token([0.0, -1.5, 1.5, 0.0, 3.0, -3.0], mask))
 
@@ -405,21 +485,12 @@ def test_groups_with_reward_variance():
     assert keep.tolist() == [True, True, False, False, False, True]
 
 
-def test_place_reward_on_last_token_handles_holes_and_rejects_empty_rows():
-    scores = ca.place_reward_on_last_token([1.0, 2.0], torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1]]))
-    assert scores.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0]]
-    with pytest.raises(ValueError, match=r"samples \[1\] have an empty response mask"):
-        ca.place_reward_on_last_token([1.0, 2.0], torch.tensor([[1, 0], [0, 0]]))
-    with pytest.raises(ValueError, match="one reward per sample"):
-        ca.place_reward_on_last_token([1.0], torch.tensor([[1, 0], [1, 0]]))
-
-
 def test_invalid_action_penalty():
     scores = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    new_scores, penalty_mean = ca.invalid_action_penalty(scores, mask, np.array([True, False]), coef=0.1)
+    new_scores, penalty = ca.invalid_action_penalty(scores, mask, np.array([True, False]), coef=0.1)
     assert_close(new_scores, [[0.0, 1.0, 0.0], [0.0, 0.0, -0.1]])
-    assert penalty_mean == pytest.approx(0.05)
+    assert_close(penalty, [0.0, 0.1])
 
 
 # ---------------------------------------------------------------------------------------------------------
