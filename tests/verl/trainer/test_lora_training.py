@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.conftest import echo_overrides, trainer_config
 from tests.verl.trainer.test_main_ppo import read_metrics
-from tests.verl.workers.test_lora import adapters_in
+from tests.verl.workers.test_lora_workers import adapters_in
 from verl.trainer.main_ppo import run_ppo
 
 LORA = dict(actor_rollout_ref__model__lora_rank=8, actor_rollout_ref__model__lora_alpha=16)
