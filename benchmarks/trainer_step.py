@@ -1,6 +1,7 @@
 """Training-step throughput of the real trainer (Ray, FSDP2, hf rollout) for 1 and 2 ranks.
 
     python benchmarks/trainer_step.py [--model DIR] [--ranks 1 2] [--steps 4] [--group 4] [--batch 4]
+    python benchmarks/trainer_step.py --model smollm2-135m-instruct --ranks 1 --steps 2 --lora_rank 16
 
 Runs the echo environment (no env cost, so the numbers are the trainer's own: generation, log-probs,
 update, weight sync) for ``--steps`` steps per world size and prints one JSON object: per world size
@@ -8,6 +9,11 @@ the mean seconds per step and per phase (first step excluded as warm-up), tokens
 per step and the peak resident memory of the driver. Without ``--model`` a tiny random Qwen2 is built
 in the cache (the default SmolLM2 works too: ``--model smollm2-135m-instruct``). ``compare.py`` reuses
 :func:`run_rows` for its trainer-vs-TRL comparison.
+
+With ``--lora_rank R`` every world size runs twice, full fine-tuning and LoRA of rank R (``lora_alpha=2R``,
+all-linear), one after the other, each saving a checkpoint at its last step; per variant the JSON then also
+holds the peak resident memory of a rank (``perf/max_rss_gb``, largest over the measured steps) and the size
+of the actor checkpoint folder (``global_step_N/actor``) in MB.
 """
 
 from __future__ import annotations
@@ -76,6 +82,20 @@ def summarize_rows(rows: list[dict]) -> dict:
     }
 
 
+def folder_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 2)
+
+
+def lora_variant(model: str, ranks: int, steps: int, group: int, batch: int, work: Path, lora_rank: int) -> dict:
+    """One run with ``lora_rank`` (0 = full fine-tuning) that saves at its last step: timings, the rank's
+    peak RSS and the checkpoint size."""
+    extra = [f"trainer.save_freq={steps}", f"actor_rollout_ref.model.lora_rank={lora_rank}",
+             f"actor_rollout_ref.model.lora_alpha={2 * lora_rank}"]
+    rows = run_rows(model, ranks, steps, group, batch, work, extra=extra)
+    return summarize_rows(rows) | {"rank_peak_rss_gb": round(max(r["perf/max_rss_gb"] for r in rows), 3),
+                                   "checkpoint_mb": folder_mb(work / f"ranks{ranks}" / f"global_step_{steps}" / "actor")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None)
@@ -83,14 +103,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lora_rank", type=int, default=0, help="also run LoRA of this rank (0 = full only)")
     args = parser.parse_args()
     model = args.model or str(build_tiny_model(cache_dir() / "models" / "tiny-qwen2-bench"))
     init_ray(log_to_driver=False)
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for ranks in args.ranks:
-            rows = run_rows(model, ranks, args.steps, args.group, args.batch, Path(work))
-            results[str(ranks)] = summarize_rows(rows)
+            if args.lora_rank:
+                results[str(ranks)] = {f"lora_rank_{r}": lora_variant(model, ranks, args.steps, args.group, args.batch,
+                                                                      Path(work), r) for r in (0, args.lora_rank)}
+            else:
+                results[str(ranks)] = summarize_rows(run_rows(model, ranks, args.steps, args.group, args.batch, Path(work)))
     print(json.dumps({"model": model, "steps": args.steps, "group": args.group, "batch": args.batch,
                       "by_world_size": results,
                       "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

@@ -21,6 +21,7 @@ from verl.trainer.config.validate import ConfigError, validate_config, warn_iner
 from verl.trainer.ppo.evaluation import eval_num_envs, validation_tasks
 from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
+from verl.utils import lora
 from verl.utils.checkpoint import CheckpointManager, CheckpointSaveError
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.memory_plan import MemoryPlanError, check_plan, plan_for_run, render
@@ -74,6 +75,7 @@ class Run:
         resume_from = CheckpointManager(t.default_local_dir).resume_path(t.resume_mode, t.resume_from_path)
         model_path = resolve_model_path(cfg.actor_rollout_ref.model.path)
         trust = cfg.actor_rollout_ref.model.trust_remote_code
+        lora.check_model(cfg.actor_rollout_ref.model, model_path, trust)
         if cfg.actor_rollout_ref.rollout.name == "vllm" and is_vision_model(model_path, trust):
             # vLLM renames a VL model's parameters: its weight-sync probe would find none of the streamed names
             raise ValueError(f"actor_rollout_ref.model.path={model_path!r} is a vision-language model, which the "

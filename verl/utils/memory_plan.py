@@ -9,7 +9,9 @@ policy parameters, ``b`` = 2 bytes for bf16 on CUDA / 4 for fp32 on CPU):
 =================  ==========================================================================================
 params             actor's FSDP2 shard, fp32 master weights: ``4P/W`` (0 with ``param_offload``: host memory)
 gradients          fp32 gradient shards ``4P/W``, held during the update only (freed after it)
-optimizer          AdamW moments ``8P/W``; with ``optimizer_offload`` on the device only during the update
+optimizer          AdamW moments ``8P/W``; with ``optimizer_offload`` on the device only during the update.
+                   With LoRA (``lora_rank > 0``) gradients and moments cover the ``A`` adapter parameters
+                   only (``4A/W``, ``8A/W``), params add them (``4(P+A)/W``) and there is no reference copy
 rollout            the hf engine's unsharded copy ``P x b`` plus its KV cache for ``rollout.micro_batch_size``
                    prompts of ``prompt + response`` tokens; vLLM: ``gpu_memory_utilization x device``, or
                    ``P x b`` plus ``rollout.kv_cache_memory_gib`` when set, held through every phase
@@ -50,6 +52,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from verl.utils import lora
+
 GIB = 2**30
 CPU_RUNTIME_BYTES = int(0.55 * GIB)  # RSS of an idle rank process (torch + transformers + Ray), measured here
 CUDA_RUNTIME_BYTES = int(1.0 * GIB)  # CUDA context, NCCL buffers and allocator slack on a Hopper GPU
@@ -73,17 +77,26 @@ class ModelShape:
     head_dim: int
     intermediate: int
     vocab: int
+    adapter_params: int = 0  # LoRA adapters (trainable; the base is frozen); 0 = full fine-tuning
 
     @classmethod
-    def from_config(cls, config: Any, model_cls: Any = None, trust_remote_code: bool = False) -> "ModelShape":
+    @classmethod
+    def from_config(cls, config: Any, model_cls: Any = None, trust_remote_code: bool = False,
+                    lora_cfg: Any = None) -> "ModelShape":
         """Count parameters on a meta-device instance of ``config`` (no memory, no weights). A vision-language
-        config (Qwen2.5-VL) counts its vision tower too; the geometry is its language model's."""
+        config (Qwen2.5-VL) counts its vision tower too; the geometry is its language model's. With
+        ``lora_cfg`` (``actor_rollout_ref.model`` with ``lora_rank > 0``) also the adapters'."""
         from verl.utils.model import causal_lm_class
         from verl.workers.fsdp_utils import shard_units
 
         with torch.device("meta"):
             model = (model_cls or causal_lm_class(config)).from_config(config, trust_remote_code=trust_remote_code)
-        params = list(model.parameters())  # tied parameters counted once
+        adapters = 0
+        if lora_cfg is not None and lora.lora_enabled(lora_cfg):
+            wrapped = lora.wrap(model, lora_cfg)
+            adapters = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+            model = wrapped.get_base_model()
+        params = [p for n, p in model.named_parameters() if not lora.is_adapter_param(n)]  # tied ones once
         in_layers = {id(p) for m in shard_units(model) for p in m.parameters()}
         text = config.get_text_config()
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
@@ -91,7 +104,8 @@ class ModelShape:
                    root_params=sum(p.numel() for p in params if id(p) not in in_layers),
                    hidden=text.hidden_size, layers=text.num_hidden_layers, heads=text.num_attention_heads,
                    kv_heads=getattr(text, "num_key_value_heads", None) or text.num_attention_heads,
-                   head_dim=head_dim, intermediate=text.intermediate_size, vocab=text.vocab_size)
+                   head_dim=head_dim, intermediate=text.intermediate_size, vocab=text.vocab_size,
+                   adapter_params=adapters)
 
 
 def _activation_bytes(m: ModelShape, batch: int, seq: int, dtype_bytes: int, cpu: bool, checkpointing: bool) -> int:
@@ -118,9 +132,10 @@ def memory_plan(cfg: DictConfig, policy: ModelShape, critic: ModelShape | None =
 
     seq = data.max_prompt_length + data.max_response_length
 
-    params = 4 * p // world if on_device(fsdp.param_offload) else 0
-    gradients = 4 * p // world if on_device(fsdp.param_offload) else 0
-    optimizer = 8 * p // world if on_device(fsdp.param_offload) else 0
+    trainable = policy.adapter_params or p  # LoRA: only the adapters have gradients and Adam moments
+    params = 4 * (p + policy.adapter_params) // world if on_device(fsdp.param_offload) else 0
+    gradients = 4 * trainable // world if on_device(fsdp.param_offload) else 0
+    optimizer = 8 * trainable // world if on_device(fsdp.param_offload) else 0
     optimizer_at_rest = optimizer if on_device(fsdp.optimizer_offload) else 0
     if arr.rollout.name == "vllm" and arr.rollout.kv_cache_memory_gib is not None:  # weights + a fixed KV cache
         rollout, kv_cache = p * b + int(arr.rollout.kv_cache_memory_gib * GIB), 0
@@ -129,7 +144,7 @@ def memory_plan(cfg: DictConfig, policy: ModelShape, critic: ModelShape | None =
     else:
         rollout = p * b
         kv_cache = arr.rollout.micro_batch_size * seq * policy.layers * 2 * policy.kv_heads * policy.head_dim * b
-    use_ref = arr.actor.use_kl_loss or cfg.algorithm.use_kl_in_reward
+    use_ref = (arr.actor.use_kl_loss or cfg.algorithm.use_kl_in_reward) and not policy.adapter_params  # LoRA: base = adapters off
     reference = 4 * p // world if use_ref and on_device(arr.ref.fsdp_config.param_offload) else 0
     critic_bytes = 0
     if critic is not None and cfg.algorithm.adv_estimator == "gae":
@@ -186,7 +201,7 @@ def plan_for_run(cfg: DictConfig, model_path: str, critic_path: str | None,
 
     trust = cfg.actor_rollout_ref.model.trust_remote_code
     policy = ModelShape.from_config(AutoConfig.from_pretrained(model_path, trust_remote_code=trust),
-                                    trust_remote_code=trust)
+                                    trust_remote_code=trust, lora_cfg=cfg.actor_rollout_ref.model)
     critic = None
     if critic_path is not None and cfg.algorithm.adv_estimator == "gae":
         config = AutoConfig.from_pretrained(critic_path, num_labels=1, trust_remote_code=trust)

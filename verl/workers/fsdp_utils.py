@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
     get_model_state_dict,
     get_state_dict,
     set_state_dict,
@@ -61,8 +62,9 @@ def shard_model(model: torch.nn.Module, device: torch.device, param_offload: boo
 
 
 def build_optimizer(model: torch.nn.Module, optim_cfg) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (all of them, or only the LoRA adapters: frozen ones get no state)."""
     return torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],
         lr=optim_cfg.lr,
         betas=tuple(optim_cfg.betas),
         weight_decay=optim_cfg.weight_decay,
@@ -138,26 +140,36 @@ def all_reduce_sum(value: float, device: torch.device) -> float:
     return float(t)
 
 
-def save_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, path: Path) -> None:
-    """Write model (and optimizer) shards of every rank to ``path`` (a DCP folder)."""
+def _model_and_optim_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                           trainable_only: bool) -> dict:
+    """``{"model": ..., "optim": ...}`` state dicts (optimizer left out when None). ``trainable_only`` keeps
+    the trainable parameters alone (LoRA: the adapters; the frozen base is read from the model path at every
+    start). Filtered by name rather than torch's ``ignore_frozen_params``, which keeps the second name of a
+    tied frozen parameter (``lm_head.weight``)."""
     if optimizer is None:
         state = {"model": get_model_state_dict(model)}
     else:
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd}
-    dcp.save(state, checkpoint_id=str(path))
+    if trainable_only:
+        keep = {name for name, p in model.named_parameters() if p.requires_grad}
+        state["model"] = {k: v for k, v in state["model"].items() if k in keep}
+    return state
 
 
-def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, path: Path) -> None:
-    if optimizer is None:
-        state = {"model": get_model_state_dict(model)}
-        dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(model, (), model_state_dict=state["model"], optim_state_dict={})
-        return
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
+def save_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, path: Path,
+                 trainable_only: bool = False) -> None:
+    """Write model (and optimizer) shards of every rank to ``path`` (a DCP folder)."""
+    dcp.save(_model_and_optim_state(model, optimizer, trainable_only), checkpoint_id=str(path))
+
+
+def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, path: Path,
+                 trainable_only: bool = False) -> None:
+    state = _model_and_optim_state(model, optimizer, trainable_only)
     dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    options = StateDictOptions(strict=not trainable_only)
+    set_state_dict(model, optimizer if optimizer is not None else (), model_state_dict=state["model"],
+                   optim_state_dict=state.get("optim", {}), options=options)
 
 
 def micro_batch_count(n: int, micro_batch_size: int) -> int:

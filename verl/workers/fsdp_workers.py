@@ -8,7 +8,9 @@ filled by the streamed weight sync (:mod:`verl.workers.weight_sync`). A Qwen2.5-
 built and synced the same way. Checkpoint folders (``<global_step_N>/actor``, ``.../critic``) hold DCP
 shards (``model`` + ``optim``), ``extra_state_rank_<r>.pt`` (LR schedule, RNG) and, for the actor,
 ``huggingface/`` (config, generation config, tokenizer; the image processor of a vision-language model)
-so ``scripts/model_merger.py`` can build a release folder from the shards alone.
+so ``scripts/model_merger.py`` can build a release folder from the shards alone. With LoRA
+(:mod:`verl.utils.lora`) the shards hold only the adapters and their optimizer state, and
+``lora/adapter_config.json`` names the base model they apply to.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, Generation
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import peak_memory
+from verl.utils import lora
 from verl.utils.model import (
     causal_lm_class,
     disable_dropout,
@@ -76,12 +79,16 @@ def _load_extra_state(folder: Path, rank: int, lr_scheduler: Any) -> None:
 
 def _sharded_model(model_cls, config, checkpoint: weight_sync.Rank0Checkpoint, device: torch.device,
                    param_offload: bool, gradient_checkpointing: bool, trainable: bool,
-                   trust_remote_code: bool) -> torch.nn.Module:
-    """``config``'s model built on the meta device, sharded with FSDP2 and filled from rank 0's checkpoint."""
+                   trust_remote_code: bool, prepare: weight_sync.Prepare | None = None) -> torch.nn.Module:
+    """``config``'s model built on the meta device, sharded with FSDP2 and filled from rank 0's checkpoint.
+    ``prepare`` (the LoRA wrap, which also decides what is trainable) applies before sharding, as it did
+    to rank 0's checkpoint."""
     module = weight_sync.meta_model(model_cls, config, TRAIN_DTYPE, trust_remote_code=trust_remote_code)
     if gradient_checkpointing:
         module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module.requires_grad_(trainable)
+    if prepare is not None:
+        module = prepare(module)
     module = fsdp_utils.shard_model(module, device, param_offload)
     weight_sync.load_into_shards(module, checkpoint, device, param_offload)
     return module
@@ -113,18 +120,26 @@ class ActorRolloutRefWorker:
         self.model_cls = causal_lm_class(self.hf_config)  # image-text-to-text for Qwen2.5-VL (visual mode)
         is_vl = getattr(self.hf_config, "vision_config", None) is not None
         self.vision = VisionInputs(self.model_path, self.tokenizer) if is_vl else None
+        self.lora = lora.lora_enabled(arr.model)
+        prepare = lora.seeded_wrapper(arr.model, self.cfg.trainer.seed, self.model_path) if self.lora else None
+
+        def load() -> torch.nn.Module:
+            model = load_causal_lm(self.model_path, "auto", trust_remote_code=trust)
+            return prepare(model) if prepare else model
+
         # in the checkpoint's own dtype (bf16 for Qwen2.5: half the host RAM); the shards are fp32 either way
-        checkpoint = weight_sync.read_on_rank0(lambda: load_causal_lm(self.model_path, "auto", trust_remote_code=trust))
+        checkpoint = weight_sync.read_on_rank0(load)
         fsdp = arr.actor.fsdp_config
         module = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device, fsdp.param_offload,
-                                arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust)
+                                arr.model.enable_gradient_checkpointing, trainable=True, trust_remote_code=trust,
+                                prepare=prepare)
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
         self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
                                           self.vision)
-        if self.with_ref:
+        if self.with_ref and not self.lora:  # with LoRA the reference is the actor with its adapters off
             ref = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device,
                                  arr.ref.fsdp_config.param_offload, False, trainable=False, trust_remote_code=trust)
             self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision)
@@ -147,8 +162,9 @@ class ActorRolloutRefWorker:
             return VLLMRollout(resolve_model_path(self.model_path), rollout_cfg, dtype=self.rollout_dtype,
                                device=self.device, prompt_length=self.cfg.data.max_prompt_length,
                                seed=self.cfg.trainer.seed, load_format="dummy", trust_remote_code=trust, **common)
+        policy = self.actor.module.get_base_model() if self.lora else self.actor.module
         model = weight_sync.empty_copy(self.model_cls, self.hf_config, self.rollout_dtype, self.device,
-                                       buffers_from=self.actor.module, trust_remote_code=trust)
+                                       buffers_from=policy, trust_remote_code=trust)
         return HFRollout(model, self.device, micro_batch_size=rollout_cfg.micro_batch_size, vision=self.vision,
                          **common)
 
@@ -162,8 +178,13 @@ class ActorRolloutRefWorker:
         return DataProto.from_dict({"old_log_probs": logp, "entropys": ent})
 
     def compute_ref_log_prob(self, data: DataProto) -> DataProto:
-        logp, _ = self.ref.compute_log_prob(
-            data, self.cfg.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu, data.meta_info["temperature"])
+        micro = self.cfg.actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu
+        temperature = data.meta_info["temperature"]
+        if self.lora:  # the base model: the same shards with the adapters switched off
+            with self.actor.module.disable_adapter():
+                logp, _ = self.actor.compute_log_prob(data, micro, temperature)
+        else:
+            logp, _ = self.ref.compute_log_prob(data, micro, temperature)
         return DataProto.from_dict({"ref_log_prob": logp})
 
     def update_actor(self, data: DataProto) -> DataProto:
@@ -177,13 +198,15 @@ class ActorRolloutRefWorker:
 
     def sync_rollout_weights(self) -> None:
         """Stream the policy into the rollout engine, one all-gathered parameter at a time."""
-        self.rollout.load_weights(weight_sync.stream_full_params(self.actor.module, self.rollout_dtype))
+        self.rollout.load_weights(weight_sync.stream_policy(self.actor.module, self.rollout_dtype))
 
     def save_checkpoint(self, folder: str) -> None:
         path = Path(folder)
-        fsdp_utils.save_sharded(self.actor.module, self.actor.optimizer, path / DCP_SUBDIR)
+        fsdp_utils.save_sharded(self.actor.module, self.actor.optimizer, path / DCP_SUBDIR, trainable_only=self.lora)
         _save_extra_state(path, self.rank, self.actor.lr_scheduler)
         if self.rank == 0:
+            if self.lora:  # adapter_config.json: rank, alpha, targets and the base model path (for the merger)
+                self.actor.module.peft_config[lora.ADAPTER].save_pretrained(path / lora.SUBDIR)
             hf = path / HF_SUBDIR
             self.hf_config.save_pretrained(hf)
             try:
@@ -197,7 +220,8 @@ class ActorRolloutRefWorker:
 
     def load_checkpoint(self, folder: str) -> None:
         path = Path(folder)
-        fsdp_utils.load_sharded(self.actor.module, self.actor.optimizer, path / DCP_SUBDIR)
+        lora.check_checkpoint(path, self.cfg.actor_rollout_ref.model)
+        fsdp_utils.load_sharded(self.actor.module, self.actor.optimizer, path / DCP_SUBDIR, trainable_only=self.lora)
         fsdp_utils.place_optimizer_state(self.actor.optimizer, self.optim_devices[1])
         _load_extra_state(path, self.rank, self.actor.lr_scheduler)
         self.sync_rollout_weights()

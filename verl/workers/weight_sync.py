@@ -15,6 +15,8 @@ the first time: the rollout copy is an empty model filled from the stream, not a
 
 Names are the trainer module's parameter names (``named_parameters()``, Hugging Face names); tied
 parameters (e.g. ``lm_head.weight`` tied to ``model.embed_tokens.weight``) appear once, under the first name.
+A LoRA policy streams merged weights (``W + (alpha/r) B A``) under the same base names
+(:func:`stream_policy`), one layer's ``W``, ``A`` and ``B`` gathered at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.tensor import DTensor
+from peft import PeftModel
 from transformers import PretrainedConfig
+
+from verl.utils import lora
+
+Prepare = Callable[[torch.nn.Module], torch.nn.Module]
 
 
 @dataclass
@@ -93,6 +100,15 @@ def stream_full_params(module: torch.nn.Module, dtype: torch.dtype) -> Iterator[
     Every rank must consume the whole stream (each item is a collective)."""
     for name, param in module.named_parameters():
         yield name, _full_tensor(param, dtype)
+
+
+def stream_policy(module: torch.nn.Module, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+    """What the rollout engine receives: the parameters as they are (:func:`stream_full_params`) or, for a
+    LoRA-wrapped policy, the merged base weights under the base model's names (:func:`lora.merged_stream`),
+    so an engine holding the plain architecture samples from base + adapter."""
+    if isinstance(module, PeftModel):
+        return lora.merged_stream(module, _full_tensor, dtype)
+    return stream_full_params(module, dtype)
 
 
 def empty_copy(model_cls, config: PretrainedConfig, dtype: torch.dtype, device: torch.device,

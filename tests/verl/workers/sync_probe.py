@@ -26,3 +26,16 @@ class SyncProbe(ActorRolloutRefWorker):
     def rollout_is_tied(self) -> bool:
         model = self.rollout.model
         return model.lm_head.weight is model.get_input_embeddings().weight
+
+    def perturb_adapters(self, seed: int) -> None:
+        """Give every LoRA ``B`` (zero at init) random values in place, without a weight sync."""
+        g = torch.Generator().manual_seed(seed + self.rank)
+        with torch.no_grad():
+            for name, param in self.actor.module.named_parameters():
+                if ".lora_B." in name:
+                    local = param.to_local()
+                    local.copy_(torch.randn(local.shape, generator=g) * 0.5)
+
+    def greedy(self, prompts) -> torch.Tensor:
+        prompts.meta_info = {"do_sample": False}
+        return self.rollout.generate(prompts).batch["responses"]

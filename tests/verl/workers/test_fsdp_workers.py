@@ -40,12 +40,13 @@ def synthetic_batch(vocab: int, seed: int = 0) -> DataProto:
     }, meta_info={"temperature": 1.0})
 
 
-def make_pool(model_dir: str, world_size: int, actor_cls: type = ActorRolloutRefWorker) -> RankPool:
-    """``world_size`` CPU ranks with an initialised actor role."""
+def make_pool(model_dir: str, world_size: int, actor_cls: type = ActorRolloutRefWorker,
+              overrides: tuple[str, ...] = ()) -> RankPool:
+    """``world_size`` CPU ranks with an initialised actor role (``overrides``: more trainer keys)."""
     cfg = trainer_config([f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.actor.optim.lr=1e-2",
                           "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
                           "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=3",
-                          "actor_rollout_ref.actor.entropy_coeff=0.01"])
+                          "actor_rollout_ref.actor.entropy_coeff=0.01", *overrides])
     pool = RankPool({"actor": (actor_cls, dict(config=OmegaConf.to_container(cfg, resolve=True), model_path=model_dir,
                                                total_training_steps=4, with_ref=False))}, world_size, device="cpu")
     pool.group("actor").execute_all("init_model")

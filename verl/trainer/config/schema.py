@@ -41,6 +41,10 @@ class ModelConfig:
     enable_gradient_checkpointing: bool = MISSING
     use_remove_padding: bool = MISSING
     trust_remote_code: bool = MISSING
+    lora_rank: int = MISSING  # LoRA rank r of the actor's adapters; 0 = full fine-tuning (docs/lora.md)
+    lora_alpha: float = MISSING  # LoRA scale: the update is (lora_alpha / lora_rank) * B A
+    target_modules: Any = MISSING  # all-linear | list of module names that get adapters
+    exclude_modules: Any = MISSING  # null | list of module names (or a regex) kept out of target_modules
 
 
 @dataclass

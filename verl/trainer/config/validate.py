@@ -18,6 +18,7 @@ from agent_system.environments import env_family
 from agent_system.ocr.highlight import ENV_VAR as HIGHLIGHT_ENV_VAR
 from agent_system.ocr.highlight import parse_highlights
 from verl.trainer.config.schema import PPOTrainerConfig
+from verl.utils import lora
 from verl.workers.rollout import vllm_problem
 from verl.workers.rollout.vllm_rollout import CPU_KV_CACHE_FIX
 
@@ -113,6 +114,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
             bad("trainer.device", "no CUDA device is visible; use trainer.device=cpu")
     problems += rollout_problems(cfg)
     problems += ocr_problems(cfg)
+    problems += lora.config_problems(arr.model, critic_in_use=cfg.algorithm.adv_estimator == "gae")
     if env.use_skill:
         if not env.skill_file or not Path(env.skill_file).expanduser().is_file():
             bad("env.skill_file", "env.use_skill=True needs an existing skill file, e.g. "
