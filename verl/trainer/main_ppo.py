@@ -21,6 +21,7 @@ from verl.trainer.ppo.ray_trainer import Envs, RayPPOTrainer
 from verl.trainer.ppo.skill_schedule import build_skill_schedule
 from verl.utils.dataset import TaskSlotLoader, load_task_slots
 from verl.utils.model import load_tokenizer, resolve_model_path
+from verl.utils.progress import quiet_ray_auth_notice
 from verl.workers.fsdp_workers import ActorRolloutRefWorker, CriticWorker
 
 register_schema()
@@ -53,6 +54,7 @@ class Run:
 
         world_size = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node
         if not ray.is_initialized():
+            quiet_ray_auth_notice()  # Ray's notice that this local cluster has token auth on (verl.utils.progress)
             ray.init(num_cpus=cfg.ray_init.num_cpus or ray_cpus_needed(cfg, world_size), include_dashboard=False,
                      runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
         self.envs = Envs(

@@ -83,12 +83,14 @@ class ActorRolloutRefWorker(Worker):
         optimizer = fsdp_utils.build_optimizer(module, arr.actor.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
-        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler)
+        self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
+                                         remove_padding=arr.model.use_remove_padding)
         if self.with_ref:
             ref = load_causal_lm(self.model_path, _train_dtype(self.device))
             ref.requires_grad_(False)
             ref = fsdp_utils.shard_model(ref, self.device, arr.ref.fsdp_config.param_offload)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size,
+                                           remove_padding=arr.model.use_remove_padding)
         self.rollout = self._build_rollout()
 
     def _build_rollout(self):
@@ -166,7 +168,8 @@ class CriticWorker(Worker):
         optimizer = fsdp_utils.build_optimizer(module, critic_cfg.optim)
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, critic_cfg.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
-        self.critic = DataParallelPPOCritic(module, critic_cfg, self.device, self.world_size, optimizer, scheduler)
+        self.critic = DataParallelPPOCritic(module, critic_cfg, self.device, self.world_size, optimizer, scheduler,
+                                           remove_padding=critic_cfg.model.use_remove_padding)
 
     def compute_values(self, data: DataProto) -> DataProto:
         return DataProto.from_dict({"values": self.critic.compute_values(data)})

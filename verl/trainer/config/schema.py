@@ -282,6 +282,7 @@ class TrainerConfig:
     max_actor_ckpt_to_keep: Optional[int] = MISSING
     max_critic_ckpt_to_keep: Optional[int] = MISSING
     ray_wait_register_center_timeout: int = MISSING
+    progress_bar: bool = MISSING  # tqdm bars (steps, rollout turns, validation batches) when stderr is a terminal
 
 
 @dataclass
