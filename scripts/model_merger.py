@@ -8,7 +8,8 @@ and ``huggingface/`` (config, generation config, tokenizer). Only the model weig
 optimizer state), directly into a model built from the saved config, in a single process and any world
 size. OUT receives safetensors + config + tokenizer, written to a temporary folder first and renamed,
 so an interrupted merge never leaves a half-written model. ``AutoModelForCausalLM.from_pretrained(OUT)``
-then reproduces the trained actor's logits.
+then reproduces the trained actor's logits (``AutoModelForImageTextToText`` for a Qwen2.5-VL actor, whose
+image processor settings are copied too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
 
 from verl.utils.fs import atomic_dir
 
@@ -37,8 +38,9 @@ def load_merged_model(local_dir: Path) -> torch.nn.Module:
         fail(f"{local_dir} is not an actor checkpoint folder (need huggingface/config.json and dcp/.metadata); "
              "pass --local_dir <default_local_dir>/global_step_N/actor")
     config = AutoConfig.from_pretrained(hf_dir)
+    auto = AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = auto.from_config(config, dtype=torch.float32)
     model.to_empty(device="cpu")
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=str(dcp_dir), no_dist=True)  # fills the tensors in place
@@ -54,6 +56,8 @@ def merge(local_dir: Path, target_dir: Path, dtype: torch.dtype) -> None:
         AutoTokenizer.from_pretrained(hf_dir).save_pretrained(tmp)
         if (hf_dir / "generation_config.json").exists():
             GenerationConfig.from_pretrained(hf_dir).save_pretrained(tmp)
+        if (hf_dir / "preprocessor_config.json").exists():  # a vision-language model's image processor
+            (tmp / "preprocessor_config.json").write_bytes((hf_dir / "preprocessor_config.json").read_bytes())
     print(f"merged {local_dir} -> {target_dir}")
 
 

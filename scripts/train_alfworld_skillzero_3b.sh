@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# SKILL0 (dynamic skill curriculum) on alfworld with Qwen2.5-3B-Instruct; reference hyperparameters in scripts/launch.sh.
-# The reference runs it in visual mode (history as an image); here it runs with text history until
-# the visual-context mode lands (see scripts/launch.sh).
+# SKILL0 as published (history as an image with agent-chosen compression + skill curriculum) on alfworld with Qwen2.5-VL-3B-Instruct;
+# reference hyperparameters in scripts/launch.sh.
 # MODEL_PATH overrides the model (a local folder or a hub id); extra arguments are Hydra overrides.
-exec bash "$(dirname "$0")/launch.sh" alfworld skillzero "${MODEL_PATH:-Qwen/Qwen2.5-3B-Instruct}" "$@"
+VISUAL=1 exec bash "$(dirname "$0")/launch.sh" alfworld skillzero "${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}" "$@"

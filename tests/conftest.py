@@ -22,7 +22,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 # Fixtures shared across test folders (pytest finds fixtures imported into a conftest).
-from tests.agent_system.environments.alfworld_fixtures import alfworld_root, valid_seen_games  # noqa: E402,F401
+from tests.agent_system.environments.alfworld_fixtures import (  # noqa: E402,F401
+    alfworld_root,
+    small_alfworld_root,
+    valid_seen_games,
+)
 from tests.examples.retrieval_fixtures import bm25_index, dense_index  # noqa: E402,F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +54,14 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from verl.utils.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_model_dir(tmp_path_factory) -> str:
+    """A tiny random Qwen2.5-VL (``python -m verl.utils.tiny_model DIR --vision``)."""
+    from verl.utils.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2.5-vl", vision=True))
 
 
 @pytest.fixture(scope="session")

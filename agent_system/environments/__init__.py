@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from agent_system.environments.base import EnvironmentManagerBase
+from agent_system.environments.base import EnvironmentManagerBase, distinct_slots
 
-# env.env_name prefix -> module exposing ``make_manager(env_cfg, split, num_envs)``.
+# env.env_name prefix -> module exposing ``make_manager(env_cfg, split, num_envs)`` and optionally
+# ``evaluation_tasks(env_cfg, split, slots)``.
 _MANAGERS = {
     "alfworld": "agent_system.environments.alfworld_manager",
     "search": "agent_system.environments.search_manager",
@@ -24,7 +25,21 @@ def env_family(env_name: str) -> str:
     return family
 
 
-def make_env_manager(env_cfg: Any, split: str, num_envs: int) -> EnvironmentManagerBase:
-    """Build the manager for ``split`` ('train' | 'val' | 'test') with ``num_envs`` parallel episodes."""
-    module = importlib.import_module(_MANAGERS[env_family(env_cfg.env_name)])
+def make_env_manager(env_cfg: Any, split: str, num_envs: int, ocr_cfg: Any = None) -> EnvironmentManagerBase:
+    """Build the manager for ``split`` ('train' | 'val' | 'test') with ``num_envs`` parallel episodes;
+    with ``ocr_cfg.use_ocr`` (the ``ocr`` config section) in visual mode."""
+    family = env_family(env_cfg.env_name)
+    module = importlib.import_module(_MANAGERS[family])
+    if ocr_cfg is not None and ocr_cfg.use_ocr:
+        from agent_system.environments.visual import VisualContext
+
+        visual = VisualContext.from_config(ocr_cfg, family, num_envs)
+        return module.make_manager(env_cfg, split=split, num_envs=num_envs, visual=visual)
     return module.make_manager(env_cfg, split=split, num_envs=num_envs)
+
+
+def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every distinct task of ``split`` ('val' | 'test') once, as reset kwargs (see ``base.py``)."""
+    module = importlib.import_module(_MANAGERS[env_family(env_cfg.env_name)])
+    listing = getattr(module, "evaluation_tasks", None)
+    return listing(env_cfg, split, slots) if listing is not None else distinct_slots(slots)

@@ -9,7 +9,7 @@ per-episode memory. The rollout loop (``agent_system.multi_turn_rollout``) only 
     obs, rewards, dones, infos = manager.step(texts)   # one text (or None) per env
 
 ``obs`` is an :class:`Observation` dict: ``text`` (the full prompt text for each env), ``image``
-(``None`` in text mode, else one image per env) and ``anchor`` (the raw environment observation
+(``None`` in text mode, else one ``uint8`` (height, width, 3) history image per env) and ``anchor`` (the raw environment observation
 without history; GiGPO groups step samples by it).
 
 Reset kwargs: every dict carries ``"seed"`` (an int; group copies get the same seed and therefore
@@ -21,9 +21,15 @@ Step texts: ``None`` marks an env whose episode is already over; the manager doe
 returns its last observation with reward 0 and ``done=True``.
 
 Infos (one dict per env) always contain ``"won"`` (bool) and, after a step, ``"is_action_valid"``
-(bool). Managers also answer :meth:`task_category` (the skill curriculum's key) and
+(bool). Managers also answer :meth:`task_category` (the skill curriculum's key),
 :meth:`metric_tags` (names under which success is reported, e.g. ``pick_and_place`` ->
-``pick_and_place_success_rate``).
+``pick_and_place_success_rate``), :meth:`pop_metrics` (counters such as failed searches, summed over
+the batches of an evaluation) and :meth:`rollout_stats` (statistics such as ``ocr/*`` rendering time).
+
+Evaluation tasks: validation and the final test play *distinct* tasks. Each manager module names the
+distinct tasks of a split with ``evaluation_tasks(env_cfg, split, slots) -> list[dict]`` (reset kwargs
+without the seed): ALFWorld lists every game of the split, Search-QA the distinct questions of the task
+slots. A module without that function gets :func:`distinct_slots`: the task slots, duplicates removed.
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ SkillContextFn = Callable[[str], str]
 
 def no_skills(category: str) -> str:
     return ""
+
+
+def distinct_slots(slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The task slots with exact duplicates removed, in order (the default evaluation tasks)."""
+    seen: set[str] = set()
+    kept = []
+    for slot in slots:
+        key = repr(sorted(slot.items()))
+        if key not in seen:
+            seen.add(key)
+            kept.append(slot)
+    return kept
 
 
 class EnvironmentManagerBase(ABC):
@@ -76,6 +94,16 @@ class EnvironmentManagerBase(ABC):
     def metric_tags(self, env_idx: int) -> list[str]:
         """Tags under which this episode's success is also reported (``<tag>_success_rate``)."""
         return [self.task_category(env_idx)]
+
+    def rollout_stats(self) -> dict[str, float]:
+        """Statistics of the episodes since the last reset (e.g. ``ocr/*`` rendering time and cache hit
+        rate), read by the rollout loop when a batch of episodes ends; not summable, so reported with the
+        training rollout only. None by default."""
+        return {}
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Counters accumulated since the last call (e.g. ``search/errors``), then reset; summed per rollout."""
+        return {}
 
     def close(self) -> None:
         """Release workers; safe to call twice."""

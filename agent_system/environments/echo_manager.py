@@ -64,3 +64,9 @@ class EchoEnvironmentManager(EnvironmentManagerBase):
 
 def make_manager(env_cfg: Any, split: str, num_envs: int) -> EchoEnvironmentManager:
     return EchoEnvironmentManager(num_envs, list(env_cfg.echo.words), env_cfg.max_steps, env_cfg.history_length)
+
+
+def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct word once: the slots' words when they carry one, else ``env.echo.words``."""
+    words = [slot["word"] for slot in slots if slot.get("word")] or list(env_cfg.echo.words)
+    return [{"word": word} for word in dict.fromkeys(words)]

@@ -1,4 +1,5 @@
-"""Per-trajectory outcome metrics of one rollout: success overall and per metric tag."""
+"""Per-trajectory outcome metrics of one rollout: success overall and per metric tag, and how many
+episodes stand behind each rate."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ def success_by_tag(won: np.ndarray, tags: list[list[str]]) -> dict[str, float]:
         rows = [i for i, ts in enumerate(tags) if tag in ts]
         out[f"{tag}_success_rate"] = float(np.mean(won[rows]))
     return out
+
+
+def games_by_tag(tags: list[list[str]]) -> dict[str, float]:
+    """``num_games`` plus ``<tag>_num_games``: the episodes behind ``success_rate`` and each ``<tag>_success_rate``."""
+    out = {"num_games": float(len(tags))}
+    for tag in sorted({t for ts in tags for t in ts}):
+        out[f"{tag}_num_games"] = float(sum(tag in ts for ts in tags))
+    return out
+
+
+def evaluation_metrics(result: RolloutResult) -> dict[str, float]:
+    """Success overall and per tag, the number of games behind each rate, and the env's counters."""
+    return {**success_by_tag(result.won, result.metric_tags), **games_by_tag(result.metric_tags), **result.env_counts}
 
 
 def success_by_category(result: RolloutResult) -> dict[str, float]:
@@ -37,4 +51,5 @@ def rollout_metrics(result: RolloutResult) -> dict[str, float]:
         "episode/valid_action_ratio": float(np.mean(samples.non_tensor_batch["is_action_valid"].astype(float))),
     })
     out.update(result.stats)
+    out.update(result.env_counts)
     return out

@@ -65,7 +65,7 @@ def cost_table(library: SkillLibrary, count: Counter) -> list[tuple[str, int]]:
     rows = [(f"file {name}", count(skill_file.text)) for name, skill_file in library.files.items()]
     every_file = active_context_fn(library, library.names)
     rows += [(f"context {category}", count(every_file(category))) for category in library.task_to_skill]
-    rows.append(("context full_skill (all files)", count(full_context_fn(library)(""))))
+    rows.append(("context all files (skill_scope=all_files)", count(full_context_fn(library)(""))))
     return rows
 
 

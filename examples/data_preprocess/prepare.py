@@ -5,7 +5,8 @@
 
 writes ``<local_dir>/<mode>/train.parquet`` and ``<local_dir>/<mode>/test.parquet`` (verl-agent layout).
 Each row is one task slot: the trainer turns a batch of rows into envs and the env itself picks the
-game from the reset seed, so the rows carry no task content::
+game (from the reset seed in training; validation plays as many distinct games of the evaluation split as
+there are test rows, the final test every game once), so the rows carry no task content::
 
     {"data_source": <env>, "prompt": [{"role": "user", "content": ""}], "ability": "agent",
      "extra_info": {"split": "train"|"test", "index": i}, "env_kwargs": {}}

@@ -131,7 +131,8 @@ def test_wrong_method_and_path_are_4xx(bm25_server):
 def _env_cfg(url, max_retries: int = 1) -> dict:
     return {
         "max_steps": 4, "history_length": 2,
-        "search": {"search_url": url, "topk": 3, "timeout": 30, "max_retries": max_retries, "retry_backoff": 0.05},
+        "search": {"search_url": url, "topk": 3, "timeout": 30, "max_retries": max_retries, "retry_backoff": 0.05,
+                   "max_outage_s": 0, "concurrency": 4},
     }
 
 
@@ -167,7 +168,7 @@ def slice_documents_for(server) -> list[dict]:
 
 
 @pytest.mark.timeout(120)
-def test_search_with_the_server_stopped_fails_after_the_retries_with_a_clear_error(bm25_index):
+def test_search_with_the_server_stopped_and_no_outage_allowed_stops_with_a_clear_error(bm25_index):
     with running_server(bm25_index) as stopped:
         pass
     assert not stopped.healthy()
@@ -178,6 +179,7 @@ def test_search_with_the_server_stopped_fails_after_the_retries_with_a_clear_err
             manager.step(["<search>anything</search>"])
         message = str(error.value)
         assert stopped.url in message and "after 3 attempt(s)" in message and "retrieval_server.py" in message
+        assert "env.search.max_outage_s=0" in message
     finally:
         manager.close()
 

@@ -1,4 +1,5 @@
-"""The launch scripts compose the reference hyperparameters (issue 8's table), from any working directory."""
+"""The launch scripts compose the reference hyperparameters (issue 8's table) and, for the visual runs, the
+reference's visual settings (issue 11), from any working directory."""
 
 from __future__ import annotations
 
@@ -41,11 +42,27 @@ def row(history: int, max_steps: int, prompt: int, mini: int, micro: int, logp_m
 
 
 ALFWORLD_TEXT = row(50, 50, 5120, 256, 8, 32, 128, 0.1, steps=150, **{"data.train_batch_size": 16})
-ALFWORLD_SKILLZERO = row(50, 50, 3072, 256, 8, 32, 128, 0.1, steps=180, **{
+ALFWORLD_VISUAL = row(50, 50, 3072, 256, 8, 32, 128, 0.1, steps=180, **{
     "data.train_batch_size": 16, "actor_rollout_ref.rollout.max_model_len": 4096})
 SEARCH_TEXT = row(4, 4, 14000, 256, 8, 32, 512, 0.01, steps=150, test_freq=150, **{"data.train_batch_size": 128})
-SEARCH_SKILLZERO = row(4, 4, 4096, 512, 16, 64, 512, 0.01, steps=180, **{
+SEARCH_VISUAL = row(4, 4, 4096, 512, 16, 64, 512, 0.01, steps=180, **{
     "data.train_batch_size": 128, "ray_init.num_cpus": 8})
+# SkillZero with a text history has no reference script: the text row with SkillZero's length and test_freq.
+CURRICULUM_LENGTH = {"trainer.total_training_steps": 180, "trainer.test_freq": 10}
+
+# Issue 11: the reference's visual settings per environment (render workers, font size, width), compression
+# on with reward 0.01 x ln(c) every 8 steps.
+OCR_REFERENCE = {"alfworld": (32, 10, 392), "search": (64, 12, 560)}
+
+
+def ocr(env_name: str, visual: bool) -> dict:
+    if not visual:
+        return {"ocr.use_ocr": False, "ocr.agent_select_compression.enable": False}
+    workers, font, width = OCR_REFERENCE[env_name]
+    return {"ocr.use_ocr": True, "ocr.use_parallel": True, "ocr.max_workers": workers, "ocr.font_size": font,
+            "ocr.max_width": width, "ocr.agent_select_compression.enable": True,
+            "ocr.agent_select_compression.compression_reward_coef": 0.01,
+            "ocr.agent_select_compression.compression_reward_every_n_steps": 8}
 
 
 def skills(env_name: str, method: str) -> dict:
@@ -59,26 +76,39 @@ def skills(env_name: str, method: str) -> dict:
     return {"env.use_skill": False, "env.curriculum_learning.enable": False}
 
 
+# script run name -> (skills, visual, overrides of the row): the visual runs take the visual row, the text runs
+# the text row.
+RUNS = {
+    "grpo": ("grpo", False, {}),
+    "static": ("static", False, {}),
+    "skillzero": ("skillzero", True, {}),  # SKILL0 as published
+    "agentocr": ("grpo", True, {}),  # the AgentOCR baseline: visual, no skills
+    "skillzero_text": ("skillzero", False, CURRICULUM_LENGTH),
+}
+
 TABLE = {
-    f"train_{env_name}_{method}_{size}.sh": {
-        **COMMON, **table_row, **skills(env_name, method),
-        "env.env_name": "alfworld/AlfredTWEnv" if env_name == "alfworld" else "search",
+    f"train_{env_name}_{run}_{size}.sh": {
+        **COMMON, **(visual_row if visual else text_row), **extra, **skills(env_name, method),
+        **ocr(env_name, visual), "env.env_name": "alfworld/AlfredTWEnv" if env_name == "alfworld" else "search",
     }
-    for env_name, text_row, skillzero_row in [("alfworld", ALFWORLD_TEXT, ALFWORLD_SKILLZERO),
-                                              ("search", SEARCH_TEXT, SEARCH_SKILLZERO)]
-    for method, table_row in [("grpo", text_row), ("static", text_row), ("skillzero", skillzero_row)]
+    for env_name, text_row, visual_row in [("alfworld", ALFWORLD_TEXT, ALFWORLD_VISUAL),
+                                           ("search", SEARCH_TEXT, SEARCH_VISUAL)]
+    for run, (method, visual, extra) in RUNS.items()
     for size in ("3b", "7b")
 }
 
 
-def script_env(tmp_path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "DATA_DIR": str(tmp_path / "data"), "MODEL_PATH": MODEL, "DEVICE": "cpu", **extra}
+def script_env(tmp_path, model: str | None = MODEL, **extra: str) -> dict[str, str]:
+    """The script's environment; ``model=None`` leaves MODEL_PATH unset (the script's default model)."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DEVICE": "cpu", **extra}
+    env.pop("MODEL_PATH", None)
+    return env if model is None else {**env, "MODEL_PATH": model}
 
 
-def dry_run_overrides(script: str, tmp_path, *overrides: str) -> list[str]:
+def dry_run_overrides(script: str, tmp_path, *overrides: str, model: str | None = MODEL, **env: str) -> list[str]:
     """The Hydra overrides the script passes to the trainer (DRY_RUN=1 prints the command)."""
     proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script), *overrides], capture_output=True, text=True,
-                          cwd=tmp_path, env=script_env(tmp_path, DRY_RUN="1"), timeout=60)
+                          cwd=tmp_path, env=script_env(tmp_path, model, DRY_RUN="1", **env), timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     argv = shlex.split(proc.stdout)
     assert argv[:3] == ["python", "-m", "verl.trainer.main_ppo"]
@@ -112,3 +142,26 @@ def test_a_real_launch_prepares_data_and_passes_overrides(tmp_path):
     assert (tmp_path / "data/verl-agent/text/train.parquet").exists()
     dry = trainer_config(dry_run_overrides("train_alfworld_static_7b.sh", tmp_path, "trainer.total_training_steps=20"))
     assert printed == OmegaConf.to_container(dry)
+
+
+@pytest.mark.parametrize("script", sorted(TABLE))
+def test_default_model_is_qwen25_vl_for_visual_runs(script, tmp_path):
+    """Visual runs default to Qwen2.5-VL-{3B,7B}-Instruct, text runs to Qwen2.5-{3B,7B}-Instruct."""
+    size = script.removesuffix(".sh").rsplit("_", 1)[1].upper()
+    family = "Qwen2.5-VL" if TABLE[script]["ocr.use_ocr"] else "Qwen2.5"
+    argv = dry_run_overrides(script, tmp_path, model=None)
+    assert f"actor_rollout_ref.model.path=Qwen/{family}-{size}-Instruct" in argv
+
+
+@pytest.mark.parametrize("script, env, engine", [
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cuda"}, "vllm"),  # a text history on CUDA: vLLM
+    ("train_search_skillzero_text_7b.sh", {"DEVICE": "cuda"}, "vllm"),
+    ("train_alfworld_skillzero_3b.sh", {"DEVICE": "cuda"}, "hf"),  # visual: images reach the policy through hf
+    ("train_search_agentocr_7b.sh", {"DEVICE": "cuda"}, "hf"),
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cpu"}, "hf"),
+    ("train_alfworld_grpo_3b.sh", {"DEVICE": "cpu", "ROLLOUT": "vllm"}, "vllm"),  # ROLLOUT wins
+    ("train_search_grpo_3b.sh", {"DEVICE": "cuda", "ROLLOUT": "hf"}, "hf"),
+])
+def test_rollout_engine_defaults_to_vllm_for_text_runs_on_cuda(script, env, engine, tmp_path):
+    argv = dry_run_overrides(script, tmp_path, **env)
+    assert f"actor_rollout_ref.rollout.name={engine}" in argv and f"trainer.device={env['DEVICE']}" in argv

@@ -22,8 +22,10 @@ from tests.conftest import REPO_ROOT
 MAPPING = REPO_ROOT / "skills/alfworld/skill_mapping.json"
 
 
-def command(model: str, out: Path) -> list[str]:
+def command(model: str, out: Path, games: Path) -> list[str]:
+    """The quickstart on ``games`` (a short data folder: the final test plays every game of the split)."""
     return ["bash", str(REPO_ROOT / "scripts/quickstart.sh"), f"actor_rollout_ref.model.path={model}",
+            f"env.alfworld.data_path={games}",
             "env.curriculum_learning.enable=True", "env.curriculum_learning.max_set_schedule=[3,1,0]",
             "trainer.total_training_steps=6", "trainer.test_freq=1", "trainer.save_freq=1",
             f"trainer.default_local_dir={out}", "data.max_response_length=24", "env.max_steps=3",
@@ -42,10 +44,11 @@ def read_log(out: Path, name: str) -> list[dict]:
     return rows
 
 
-def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, tmp_path):
+def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, small_alfworld_root, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "SKILLZERO_CACHE": os.environ.get("SKILLZERO_CACHE", str(Path.home() / ".cache/skillzero"))}
-    first = subprocess.Popen(command(tiny_model_dir, out), cwd=tmp_path, env=env, start_new_session=True,
+    run = command(tiny_model_dir, out, small_alfworld_root)
+    first = subprocess.Popen(run, cwd=tmp_path, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:  # kill the first run (and its Ray cluster) once the second validation is logged
         deadline = time.time() + 900
@@ -55,8 +58,7 @@ def test_quickstart_curriculum_withdraws_skills_and_resumes(tiny_model_dir, tmp_
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    resumed = subprocess.run(command(tiny_model_dir, out), cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=1800)
+    resumed = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     resume_step = int(resumed.stdout.split("at global step ")[1].split()[0])
     assert resume_step >= 1

@@ -30,6 +30,7 @@ from filelock import FileLock
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoModelForTokenClassification,
     AutoTokenizer,
     GenerationConfig,
@@ -241,14 +242,21 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 def load_causal_lm(
     path: str, dtype: torch.dtype, attn_implementation: str | None = None
 ) -> PreTrainedModel:
-    """``AutoModelForCausalLM.from_pretrained`` on a resolved path.
+    """``AutoModelForCausalLM.from_pretrained`` on a resolved path (``AutoModelForImageTextToText`` for a
+    vision-language model such as Qwen2.5-VL, whose config has a ``vision_config``).
 
     The train/eval mode is left as ``from_pretrained`` sets it (eval); callers that update the
     weights call ``.train()`` themselves.
     """
     model_dir = resolve_model_path(path)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **extra)
+    auto = AutoModelForImageTextToText if is_vision_model(model_dir) else AutoModelForCausalLM
+    return auto.from_pretrained(model_dir, dtype=dtype, **extra)
+
+
+def is_vision_model(path: str) -> bool:
+    """Whether the model folder holds a vision-language model (its config has a ``vision_config``)."""
+    return getattr(AutoConfig.from_pretrained(resolve_model_path(path)), "vision_config", None) is not None
 
 
 def load_value_model(path: str, dtype: torch.dtype) -> PreTrainedModel:

@@ -21,6 +21,7 @@ K values back into a (B, T) tensor (0 where ``attention_mask`` is 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -75,18 +76,27 @@ def packed_inputs(batch: dict[str, torch.Tensor], device: torch.device
 
 
 def response_outputs(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
-                     remove_padding: bool, causal_lm: bool) -> tuple[torch.Tensor, ResponseSlots]:
+                     remove_padding: bool, causal_lm: bool,
+                     extra_inputs: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+                     ) -> tuple[torch.Tensor, ResponseSlots]:
     """``module``'s outputs (K, C) at the positions predicting the batch's K real response tokens.
 
     ``causal_lm``: the module takes ``logits_to_keep`` (only those positions are projected onto the
     vocabulary); otherwise (the critic's token head) every position is computed and the K are selected.
+    ``extra_inputs`` completes the padded inputs (the visual mode's pixels and RoPE ids); packing is for
+    text-only inputs, so the two do not combine.
     """
     if remove_padding:
+        if extra_inputs is not None:
+            raise ValueError("use_remove_padding=True packs text-only sequences; a vision model's inputs need "
+                             "the padded layout: set actor_rollout_ref.model.use_remove_padding=False")
         inputs, predict_at, slots = packed_inputs(batch, device)
         extra = {"logits_to_keep": predict_at} if causal_lm else {}
         out = module(**inputs, use_cache=False, **extra).logits[0]
         return (out if causal_lm else out[predict_at]), slots
     inputs, width = padded_inputs(batch, device)
+    if extra_inputs is not None:
+        inputs = extra_inputs(inputs)
     extra = {"logits_to_keep": width + 1} if causal_lm else {}
     out = module(**inputs, use_cache=False, **extra).logits[:, -width - 1: -1]  # (B, W, C)
     mask = batch["attention_mask"][:, -batch["responses"].shape[1]:].to(device).bool()

@@ -1,8 +1,12 @@
 """Metric loggers selected by ``trainer.logger``: console, file (JSON lines), tensorboard, wandb.
 
 ``file`` appends one JSON object per step (with a ``step`` key) to ``<default_local_dir>/metrics.jsonl``.
-On resume, lines beyond the resumed step (written after the last checkpoint) are dropped first, so the
-file always describes exactly one run history.
+The file always describes exactly one run history and nothing in it is lost:
+
+- on resume from step S, lines beyond S (written after that checkpoint) are dropped first, the only
+  way lines ever leave the file;
+- a fresh start (no checkpoint resumed) into a folder whose ``metrics.jsonl`` holds lines moves that file
+  aside to ``metrics.<UTC time of its last write>.jsonl`` and starts a new one.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +31,46 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _read_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, parsed object) for each line of a metrics file; a torn last line (a crash mid-write) is
+    dropped, any other bad line is an error naming it."""
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((line, json.loads(line)))
+        except ValueError:
+            if number < len(lines):
+                raise ValueError(f"{path}:{number} is not a JSON object; fix or remove that line") from None
+            print(f"{path}: dropping the torn last line {number} (the run stopped while writing it)", flush=True)
+    return rows
+
+
+def _aside_name(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(path.stat().st_mtime))
+    candidate, n = path.with_name(f"{path.stem}.{stamp}{path.suffix}"), 1
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}"), n + 1
+    return candidate
+
+
 class FileLogger:
-    def __init__(self, path: Path, resume_step: int):
+    def __init__(self, path: Path, resume_step: int | None):
+        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():  # keep only the history up to the checkpoint we resume from
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+        if not path.exists():
+            return
+        if resume_step is None:
+            if path.read_text().strip():
+                aside = _aside_name(path)
+                os.replace(path, aside)
+                print(f"fresh start: the metrics already in {path} were moved to {aside}", flush=True)
+            return
+        kept = [line for line, row in _read_lines(path) if row.get("step", 0) <= resume_step]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         with open(self.path, "a") as f:
@@ -73,7 +110,8 @@ class WandbLogger:
 
 class Tracking:
     def __init__(self, backends: list[str], project: str, experiment: str, config: dict, local_dir: str,
-                 resume_step: int = 0):
+                 resume_step: int | None = None):
+        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start."""
         unknown = [b for b in backends if b not in BACKENDS]
         if unknown:
             raise ValueError(f"trainer.logger has unknown backend(s) {unknown}; choose from {list(BACKENDS)}")

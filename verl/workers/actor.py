@@ -2,7 +2,10 @@
 
 Batches arrive as :class:`DataProto` with ``input_ids``/``attention_mask``/``position_ids`` of shape
 (B, P + T) (left-padded prompt of length P, right-padded response of length T), ``responses`` (B, T) and
-``response_mask`` (B, T). Rows marked ``is_pad`` (added to even out ranks) carry no loss.
+``response_mask`` (B, T). Rows marked ``is_pad`` (added to even out ranks) carry no loss. In visual mode
+each row also has its history image in ``non_tensor_batch["images"]``: a micro-batch's images become one
+concatenated ``pixel_values`` tensor plus ``image_grid_thw``, and the position ids become the model's
+4-row multimodal RoPE ids (:mod:`verl.utils.vision`), exactly as ``generate`` built them.
 
 Old log-probs from the update: with one PPO epoch over one mini-batch the policy has not changed when
 the update's forward runs, so that forward's log-probs *are* the old log-probs (PPO ratio 1, as TRL
@@ -18,7 +21,7 @@ update as one rank on the whole mini-batch (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
 from verl.utils.packing import response_outputs
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, masked_sum
+from verl.utils.vision import VisionInputs, mrope_position_ids, multimodal_inputs
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
 
 
@@ -39,15 +43,36 @@ def effective_response_mask(data: DataProto) -> torch.Tensor:
     return mask
 
 
+def image_inputs(module: torch.nn.Module, images: Any, vision: VisionInputs | None
+                 ) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
+    """A hook adding a micro-batch's pixels and multimodal RoPE ids to the padded model inputs (None for
+    a text model without images; images without a vision model are an error there)."""
+    if images is None and vision is None:
+        return None
+
+    def add(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        extra = multimodal_inputs(vision, images, inputs["input_ids"])
+        if extra:
+            inputs["position_ids"] = mrope_position_ids(module, inputs["input_ids"], inputs["attention_mask"],
+                                                        extra["image_grid_thw"], extra.pop("mm_token_type_ids"))
+            inputs.update(extra)
+        return inputs
+
+    return add
+
+
 def response_log_probs(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
                        temperature: float, remove_padding: bool, with_entropy: bool = False,
-                       entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       entropy_grad: bool = True, images: Any = None, vision: VisionInputs | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(response token) (B, T) at temperature ``temperature`` (and the entropy there), 0 at padding.
 
     Only the positions predicting a real response token are projected onto the vocabulary; with
-    ``remove_padding`` the sequences are packed into one row (:mod:`verl.utils.packing`). Without
+    ``remove_padding`` the sequences are packed into one row (:mod:`verl.utils.packing`). ``images`` (one
+    per row) need ``vision``: pixels and multimodal RoPE ids are added (padded layout only). Without
     ``entropy_grad`` the entropy is computed outside the autograd graph (a metric, not a loss term)."""
-    logits_KV, slots = response_outputs(module, batch, device, remove_padding, causal_lm=True)
+    logits_KV, slots = response_outputs(module, batch, device, remove_padding, causal_lm=True,
+                                        extra_inputs=image_inputs(module, images, vision))
     logits_KV = logits_KV / temperature
     labels_K = batch["responses"].to(device)[slots.rows, slots.cols]
     logp = slots.scatter(logprobs_from_logits(logits_KV, labels_K))
@@ -132,8 +157,13 @@ class LossNorm:
 class DataParallelPPOActor:
     def __init__(self, module: torch.nn.Module, actor_cfg: Any, device: torch.device, world_size: int,
                  optimizer: torch.optim.Optimizer | None = None, lr_scheduler: Any = None,
-                 remove_padding: bool = False):
+                 vision: VisionInputs | None = None, remove_padding: bool = False):
+        if vision is not None and remove_padding:
+            raise ValueError("actor_rollout_ref.model.use_remove_padding=True packs text-only sequences, but the "
+                             "policy is a vision model (images and multimodal RoPE ids need the padded layout); "
+                             "set actor_rollout_ref.model.use_remove_padding=False")
         self.module = module
+        self.vision = vision
         self.cfg = actor_cfg
         self.device = device
         self.world_size = world_size
@@ -147,12 +177,16 @@ class DataParallelPPOActor:
         self.module.eval()
         logps, ents = [], []
         for micro in data.split(micro_batch_size):
-            logp, ent = response_log_probs(self.module, micro.batch, self.device, temperature, self.remove_padding,
-                                           with_entropy)
+            logp, ent = self._log_probs(micro, temperature, with_entropy)
             logps.append(logp.cpu())
             if with_entropy:
                 ents.append(ent.cpu())
         return torch.cat(logps), (torch.cat(ents) if with_entropy else None)
+
+    def _log_probs(self, micro: DataProto, temperature: float, with_entropy: bool, entropy_grad: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return response_log_probs(self.module, micro.batch, self.device, temperature, self.remove_padding,
+                                  with_entropy, entropy_grad, micro.non_tensor_batch.get("images"), self.vision)
 
     def old_log_probs_from_update(self, data: DataProto) -> bool:
         """Whether the update's first forward gives the old log-probs: one epoch over one mini-batch (no
@@ -222,9 +256,8 @@ class DataParallelPPOActor:
         agg = cfg.loss_agg_mode
         gtc, scale = norm.for_micro(agg, mask)
 
-        logp, entropy = response_log_probs(self.module, b, self.device, temperature, self.remove_padding,
-                                           with_entropy=cfg.entropy_coeff != 0 or reuse_old,
-                                           entropy_grad=cfg.entropy_coeff != 0)
+        logp, entropy = self._log_probs(micro, temperature, with_entropy=cfg.entropy_coeff != 0 or reuse_old,
+                                        entropy_grad=cfg.entropy_coeff != 0)
         old_logp = logp.detach() if reuse_old else b["old_log_probs"].to(self.device)
         pg = core_algos.compute_policy_loss(
             old_log_prob_BT=old_logp,

@@ -25,15 +25,23 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully
 from torch.distributed.tensor import DTensor
 
 
+def shard_units(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The blocks sharded one by one: the model's ``_no_split_modules`` classes (decoder layers and, for
+    Qwen2.5-VL, vision blocks), else every ``*DecoderLayer``."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    units = [m for m in model.modules() if type(m).__name__ in names]
+    return units or [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+
+
 def shard_model(model: torch.nn.Module, device: torch.device, param_offload: bool) -> torch.nn.Module:
-    """Wrap each decoder layer and then the whole model with FSDP2 over all ranks of the default group."""
+    """Wrap each block (:func:`shard_units`) and then the whole model with FSDP2 over all ranks."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     kwargs: dict = {"mesh": mesh}
     if device.type == "cuda":
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         if param_offload:
             kwargs["offload_policy"] = CPUOffloadPolicy()
-    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    layers = shard_units(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no *DecoderLayer modules to shard; "
                          "use a decoder-only Hugging Face causal LM (Qwen2, Llama, ...)")

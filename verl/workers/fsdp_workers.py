@@ -20,10 +20,13 @@ from transformers import AutoConfig, GenerationConfig
 
 from verl.protocol import DataProto
 from verl.single_controller.worker import Worker
-from verl.utils.model import eos_token_ids, load_causal_lm, load_tokenizer, load_value_model
+from verl.utils.model import (
+    eos_token_ids, is_vision_model, load_causal_lm, load_tokenizer, load_value_model, resolve_model_path)
+from verl.utils.vision import VisionInputs
 from verl.workers import fsdp_utils
 from verl.workers.actor import DataParallelPPOActor
 from verl.workers.critic import DataParallelPPOCritic
+from verl.workers.rollout.base import RolloutEngine
 from verl.workers.rollout.hf_rollout import HFRollout
 
 HF_SUBDIR = "huggingface"
@@ -76,6 +79,7 @@ class ActorRolloutRefWorker(Worker):
     def init_model(self) -> None:
         arr = self.cfg.actor_rollout_ref
         self.tokenizer = load_tokenizer(self.model_path)
+        self.vision = VisionInputs(self.model_path, self.tokenizer) if is_vision_model(self.model_path) else None
         module = load_causal_lm(self.model_path, _train_dtype(self.device))
         if arr.model.enable_gradient_checkpointing:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -84,24 +88,28 @@ class ActorRolloutRefWorker(Worker):
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
-                                         remove_padding=arr.model.use_remove_padding)
+                                          self.vision, remove_padding=arr.model.use_remove_padding)
         if self.with_ref:
             ref = load_causal_lm(self.model_path, _train_dtype(self.device))
             ref.requires_grad_(False)
             ref = fsdp_utils.shard_model(ref, self.device, arr.ref.fsdp_config.param_offload)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size,
-                                           remove_padding=arr.model.use_remove_padding)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision,
+                                            remove_padding=arr.model.use_remove_padding)
         self.rollout = self._build_rollout()
 
-    def _build_rollout(self):
+    def _build_rollout(self) -> RolloutEngine:
         rollout_cfg = self.cfg.actor_rollout_ref.rollout
+        common = dict(pad_token_id=self.tokenizer.pad_token_id, eos_token_ids=eos_token_ids(self.tokenizer, self.model_path),
+                      response_length=self.cfg.data.max_response_length, rank=self.rank)
+        if rollout_cfg.name == "vllm":
+            from verl.workers.rollout.vllm_rollout import VLLMRollout
+
+            return VLLMRollout(resolve_model_path(self.model_path), rollout_cfg, dtype=_rollout_dtype(self.device),
+                               device=self.device, prompt_length=self.cfg.data.max_prompt_length,
+                               seed=self.cfg.trainer.seed, **common)
         model = load_causal_lm(self.model_path, _rollout_dtype(self.device))
-        return HFRollout(
-            model, self.device, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_ids=eos_token_ids(self.tokenizer, self.model_path),
-            response_length=self.cfg.data.max_response_length, micro_batch_size=rollout_cfg.micro_batch_size,
-            rank=self.rank,
-        )
+        return HFRollout(model, self.device, micro_batch_size=rollout_cfg.micro_batch_size, vision=self.vision,
+                         **common)
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         return self.rollout.generate(prompts)
@@ -118,13 +126,14 @@ class ActorRolloutRefWorker(Worker):
         return DataProto.from_dict({"ref_log_prob": logp})
 
     def update_actor(self, data: DataProto) -> DataProto:
+        self.rollout.release_memory()  # e.g. vLLM's KV cache, taken back by the sync below
         metrics = self.actor.update_policy(data, data.meta_info["temperature"])
         self.sync_rollout_weights()
         return DataProto(meta_info={"metrics": metrics})
 
     def sync_rollout_weights(self) -> None:
         """Push the updated policy into the rollout engine (an all-gather of the FSDP shards)."""
-        self.rollout.load_weights(fsdp_utils.full_state_dict(self.actor.module))
+        self.rollout.load_weights(fsdp_utils.full_state_dict(self.actor.module).items())
 
     def save_checkpoint(self, folder: str) -> None:
         path = Path(folder)
@@ -138,6 +147,8 @@ class ActorRolloutRefWorker(Worker):
             except OSError:
                 pass  # the model ships no generation config
             self.tokenizer.save_pretrained(hf)
+            if self.vision is not None:
+                self.vision.processor.save_pretrained(hf)
         dist.barrier()
 
     def load_checkpoint(self, folder: str) -> None:

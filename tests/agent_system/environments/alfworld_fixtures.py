@@ -25,6 +25,21 @@ def valid_seen_games(alfworld_root: Path) -> list[GameSpec]:
     return list_games(alfworld_root, "valid_seen")
 
 
+@pytest.fixture(scope="session")
+def small_alfworld_root(tmp_path_factory, valid_seen_games: list[GameSpec]) -> Path:
+    """A synthetic data folder with short splits: ``valid_seen`` and ``train`` hold 6 valid_seen games (the
+    first of each task type) and ``valid_unseen`` (absent from the bundled data) holds 3 of them."""
+    first_of_type: dict[str, GameSpec] = {}
+    for game in valid_seen_games:
+        first_of_type.setdefault(game.task_type, game)
+    picked = list(first_of_type.values())
+    root = tmp_path_factory.mktemp("alfworld_small")
+    for split, games in (("valid_seen", picked), ("train", picked), ("valid_unseen", picked[:3])):
+        for game in games:
+            copy_game(game, root / "json_2.1.1" / split)
+    return root
+
+
 def kill_worker(worker) -> None:
     """``ray.kill`` an actor and wait until Ray reports it dead (the kill itself is asynchronous)."""
     ray.kill(worker)

@@ -49,6 +49,14 @@ def test_group_copies_share_a_game_and_seeds_index_the_sorted_list(manager, vali
     assert all(info["task_type"] == valid_seen_games[s].task_type for info, s in zip(infos, (7, 7, 8)))
 
 
+def test_a_gamefile_in_the_reset_kwargs_picks_the_game(manager, valid_seen_games):
+    chosen = [valid_seen_games[11].path, valid_seen_games[3].path]
+    _, infos = manager.reset([{"gamefile": chosen[0]}, {"gamefile": chosen[1]}, {"seed": 11}])
+    assert [info["gamefile"] for info in infos] == [chosen[0], chosen[1], chosen[0]]
+    with pytest.raises(ValueError, match="not one of the 140 games"):
+        manager.reset([{"gamefile": "/elsewhere/game.tw-pddl"}] * 3)
+
+
 def test_walkthrough_wins_and_finished_envs_take_none(manager):
     seeds = [0, 1, 2]
     plans = [_plan(manager, s) for s in seeds]

@@ -18,7 +18,8 @@ POPQA = {"question": "Who is the author of The Book of the Law?", "ground_truth"
 
 def env_cfg(index_dir, **overrides) -> dict:
     cfg = {"env_name": "search", "max_steps": 4, "history_length": 2,
-           "search": {"search_url": f"local:{index_dir}", "topk": 2, "timeout": 5, "max_retries": 0, "retry_backoff": 0.0}}
+           "search": {"search_url": f"local:{index_dir}", "topk": 2, "timeout": 5, "max_retries": 0,
+                      "retry_backoff": 0.0, "max_outage_s": 0, "concurrency": 1}}
     for key, value in overrides.items():
         if key in cfg["search"]:
             cfg["search"][key] = value

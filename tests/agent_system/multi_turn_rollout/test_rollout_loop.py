@@ -9,6 +9,7 @@ from agent_system.environments.echo_manager import EchoEnvironmentManager
 from agent_system.multi_turn_rollout.metrics import rollout_metrics
 from agent_system.multi_turn_rollout.rollout_loop import TrajectoryCollector
 from verl.utils.model import eos_token_ids, load_causal_lm, load_tokenizer
+from verl.workers.rollout.base import pack_responses
 from verl.workers.rollout.hf_rollout import HFRollout
 
 SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": -1, "seed": 7}
@@ -76,6 +77,6 @@ def test_prompt_truncation_modes(tiny_model_dir):
 
 def test_the_engine_stops_at_eos_and_masks_after_it(tiny_model_dir):
     tok, engine, _, collector = setup(tiny_model_dir, num_envs=1, response_len=3)
-    packed = engine._pack([torch.tensor([[11, tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id],
-                                         [tok.pad_token_id, 12, 13]])], 2)
+    packed = pack_responses(torch.tensor([[11, tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id],
+                                          [tok.pad_token_id, 12, 13]]), 3, tok.pad_token_id, engine.eos_token_ids)
     assert packed["response_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]  # a sampled pad id is a real token

@@ -7,7 +7,13 @@ import pickle
 
 import pytest
 
-from agent_system.skills.context import active_context_fn, full_context_fn, merged_text, static_context_fn
+from agent_system.skills.context import (
+    active_context_fn,
+    full_context_fn,
+    merged_text,
+    sectioned_context_fn,
+    static_context_fn,
+)
 from agent_system.skills.library import GENERAL_SKILLS, load_skill_library
 
 GENERAL = "### GENERAL SKILLS ###\n- Read the task."
@@ -63,6 +69,28 @@ def test_static_context_is_one_file_for_every_category(tmp_path):
     path.write_text(f"{HEAT}\n\n\n{COOL}\n")
     fn = static_context_fn(path)
     assert fn(HEAT_CATEGORY) == fn(COOL_CATEGORY) == f"{HEAT}\n\n{COOL}\n\n"
+
+
+def test_sectioned_context_gives_general_plus_the_category_sections_of_one_file(library, tmp_path):
+    merged = tmp_path / "all_skills.md"
+    merged.write_text(merged_text(library))
+    fn = sectioned_context_fn(merged, library)
+    every_file = active_context_fn(library, library.names)
+    for category in (HEAT_CATEGORY, COOL_CATEGORY, "look_at_obj_in_light"):
+        assert fn(category) == every_file(category)
+    assert fn(HEAT_CATEGORY) == f"{GENERAL}\n\n{HEAT}\n\n" and fn("look_at_obj_in_light") == f"{GENERAL}\n\n"
+    edited = tmp_path / "edited.md"  # the text comes from the file, the section -> category link from the mapping
+    edited.write_text("### TASK: heat ###\n- Heat it twice.\n\n### GENERAL SKILLS ###\n- Look first.\n")
+    assert sectioned_context_fn(edited, library)(HEAT_CATEGORY) == (
+        "### GENERAL SKILLS ###\n- Look first.\n\n### TASK: heat ###\n- Heat it twice.\n\n")
+    assert pickle.loads(pickle.dumps(fn)) == fn
+
+
+def test_sectioned_context_rejects_sections_no_category_would_get(library, tmp_path):
+    stray = tmp_path / "stray.md"
+    stray.write_text(f"{GENERAL}\n\n### TASK: bake ###\n- Use the oven.\n")
+    with pytest.raises(ValueError, match=r"\['TASK: bake'\] are in no file.*env.skill_scope=all_files"):
+        sectioned_context_fn(stray, library)
 
 
 def test_context_functions_pickle_and_compare_by_value(library):

@@ -27,7 +27,8 @@ def test_our_folders_pass_lint_with_word_counts(env, capsys):
     rows = count_rows(out)
     general = load_skill_library(SKILLS / env).files[GENERAL_SKILLS].text
     assert rows["file general_skills"] == len(general.split())
-    assert rows["context full_skill (all files)"] > max(v for k, v in rows.items() if k.startswith("context ") and "full" not in k)
+    merged = rows["context all files (skill_scope=all_files)"]
+    assert merged > max(v for k, v in rows.items() if k.startswith("context ") and "all files" not in k)
 
 
 @pytest.mark.parametrize("env", ["alfworld", "search"])

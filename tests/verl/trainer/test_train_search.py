@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
+
 from tests.conftest import REPO_ROOT, trainer_config
 from verl.trainer.main_ppo import run_ppo
 
@@ -19,7 +21,7 @@ def test_search_training_completes_two_steps(ray_cluster, tiny_model_dir, bm25_i
         "env.env_name=search", f"env.search.search_url=local:{bm25_index}", "env.max_steps=2",
         "env.history_length=2", "env.rollout.n=2", f"actor_rollout_ref.model.path={tiny_model_dir}",
         f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'test.parquet'}",
-        "data.train_batch_size=2", "data.val_batch_size=4", "data.max_prompt_length=1024",
+        "data.train_batch_size=2", "data.val_batch_size=64", "data.max_prompt_length=1024",
         "data.max_response_length=16", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
         "trainer.total_training_steps=2", "trainer.test_freq=2", "trainer.val_before_train=False",
         "trainer.logger=[file]", f"trainer.default_local_dir={out}", "trainer.log_prompts=True",
@@ -27,6 +29,10 @@ def test_search_training_completes_two_steps(ray_cluster, tiny_model_dir, bm25_i
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
     assert "val/success_rate" in metrics[-1]
+    questions = {row["env_kwargs"]["question"].strip() for row in pd.read_parquet(data / "test.parquet").to_dict("records")}
+    assert metrics[-1]["val/num_games"] == len(questions)  # each distinct question once
+    for key in ("search/errors", "search/queries", "val/search/errors"):  # failed searches are counted
+        assert metrics[-1][key] >= 0.0, key
     # success is reported per data source and per skill type of the questions played
     tags = {k for m in metrics for k in m if k.startswith("episode/") and k.endswith("_success_rate")}
     assert any(t.split("/")[1].split("_success")[0] in {"nq", "hotpotqa"} for t in tags), tags

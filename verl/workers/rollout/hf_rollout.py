@@ -9,21 +9,30 @@ configured top_p / top_k. ``from_pretrained`` attaches the checkpoint's ``genera
 (Qwen2.5-Instruct ships ``repetition_penalty: 1.05``, others ``top_k`` or ``no_repeat_ngram_size``) and
 ``generate`` applies every field of it that the call does not override, so the engine replaces it with
 an empty ``GenerationConfig``: PPO's importance ratios assume the samples are on-policy.
+
+Prompts with a history image (visual mode) carry it in ``non_tensor_batch["images"]``; the engine turns
+each micro-batch's images into ``pixel_values`` / ``image_grid_thw`` (:mod:`verl.utils.vision`) and
+``generate`` computes the multimodal RoPE ids itself. With ``meta_info["return_log_probs"]`` the engine
+also returns ``rollout_log_probs`` (B, T), the log-probability of each sampled token as generated
+(the trainer's recomputation must match it; used by the parity tests).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from transformers import GenerationConfig
 
 from verl.protocol import DataProto
 from verl.utils.torch_functional import trim_left_padding
-from verl.workers.rollout.base import RolloutEngine
+from verl.utils.vision import VisionInputs, multimodal_inputs
+from verl.workers.rollout.base import RolloutEngine, pack_responses
 
 
 class HFRollout(RolloutEngine):
     def __init__(self, model: torch.nn.Module, device: torch.device, pad_token_id: int, eos_token_ids: list[int],
-                 response_length: int, micro_batch_size: int, rank: int = 0):
+                 response_length: int, micro_batch_size: int, rank: int = 0, vision: VisionInputs | None = None):
         self.model = model.to(device).eval()
         self.model.generation_config = GenerationConfig()  # nothing but the sampling settings we pass
         self.device = device
@@ -32,9 +41,11 @@ class HFRollout(RolloutEngine):
         self.response_length = response_length
         self.micro_batch_size = micro_batch_size
         self.rank = rank
+        self.vision = vision
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict)
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        # Strict: a missing or unexpected name means the actor and this copy disagree; fail, don't drift.
+        self.model.load_state_dict(dict(weights))
 
     def _sampling_kwargs(self, meta: dict) -> dict:
         if not meta.get("do_sample", True) or meta.get("temperature", 1.0) == 0:
@@ -49,33 +60,33 @@ class HFRollout(RolloutEngine):
         # Seeded per call and rank: a resumed run samples exactly what an uninterrupted run would.
         torch.manual_seed(int(meta.get("seed", 0)) * 1009 + self.rank)
         kwargs = self._sampling_kwargs(meta)
-        outs = []
+        want_logp = bool(meta.get("return_log_probs", False))  # opt-in: keeps every step's logits (tests)
+        outs, logps = [], []
         for micro in prompts.split(self.micro_batch_size):
             inputs = trim_left_padding(micro.batch, self.device, keys=("input_ids", "attention_mask"))
             ids, attn = inputs["input_ids"], inputs["attention_mask"]
-            seq = self.model.generate(
-                input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length,
+            kwargs_mm = multimodal_inputs(self.vision, micro.non_tensor_batch.get("images"), ids)
+            gen = self.model.generate(
+                input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length, **kwargs_mm,
                 eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id, use_cache=True, **kwargs,
+                return_dict_in_generate=True, output_logits=want_logp,
             )
-            outs.append(seq[:, ids.shape[1]:].cpu())
-        return DataProto.from_dict(self._pack(outs, len(prompts)))
+            outs.append(gen.sequences[:, ids.shape[1]:].cpu())
+            if want_logp:
+                logps.append(self._sampled_log_probs(gen.logits, outs[-1], float(meta.get("temperature", 1.0))))
+        rows = [row for out in outs for row in out]
+        packed = pack_responses(rows, self.response_length, self.pad_token_id, self.eos_token_ids)
+        if want_logp:
+            packed["rollout_log_probs"] = torch.zeros(packed["responses"].shape)
+            row = 0
+            for lp in logps:
+                packed["rollout_log_probs"][row: row + lp.shape[0], : lp.shape[1]] = lp
+                row += lp.shape[0]
+            packed["rollout_log_probs"] *= packed["response_mask"]
+        return DataProto.from_dict(packed)
 
-    def _pack(self, outs: list[torch.Tensor], batch_size: int) -> dict[str, torch.Tensor]:
-        """Right-pad generated ids to the response length; mask = tokens up to and including the first EOS.
-
-        The mask comes from EOS positions and generated lengths, not from pad ids, so a sampled token that
-        happens to equal the pad id is still a real (trained-on) token.
-        """
-        width = self.response_length
-        responses = torch.full((batch_size, width), self.pad_token_id, dtype=torch.long)
-        generated = torch.zeros((batch_size, width), dtype=torch.bool)
-        row = 0
-        for out in outs:
-            responses[row: row + out.shape[0], : out.shape[1]] = out
-            generated[row: row + out.shape[0], : out.shape[1]] = True
-            row += out.shape[0]
-        is_eos = torch.isin(responses, torch.tensor(self.eos_token_ids)) & generated
-        after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-        mask = generated & ~after_eos
-        responses = torch.where(mask, responses, torch.full_like(responses, self.pad_token_id))
-        return {"responses": responses, "response_mask": mask.long()}
+    @staticmethod
+    def _sampled_log_probs(logits: tuple[torch.Tensor, ...], tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+        """log p(sampled token) at each generated position, from the raw logits / temperature."""
+        steps = torch.stack(logits, dim=1).float().cpu() / (temperature or 1.0)
+        return torch.log_softmax(steps, -1).gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1)

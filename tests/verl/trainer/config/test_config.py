@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -85,14 +86,73 @@ def test_wrong_type_is_rejected_naming_the_key():
     ("actor_rollout_ref.actor.ppo_mini_batch_size=0", "actor_rollout_ref.actor.ppo_mini_batch_size", ">= 1"),
     ("env.rollout.n=0", "env.rollout.n", ">= 1"),
     ("trainer.device=tpu", "trainer.device", "cpu"),
-    ("ocr.use_ocr=True", "ocr.use_ocr", "ocr.use_ocr=False"),
-    ("actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.name", "rollout.name=hf"),
+    ("actor_rollout_ref.rollout.tensor_model_parallel_size=2", "actor_rollout_ref.rollout.tensor_model_parallel_size",
+     "set 1"),
+    ("actor_rollout_ref.rollout.max_model_len=100", "actor_rollout_ref.rollout.max_model_len",
+     "data.max_prompt_length + data.max_response_length = 2560"),
+    ("actor_rollout_ref.rollout.kv_cache_memory_gib=0", "actor_rollout_ref.rollout.kv_cache_memory_gib", "> 0"),
+    ("ocr.padding=-1", "ocr.padding", ">= 0"),
+    ("ocr.max_width=20", "ocr.max_width", ">= ocr.min_width"),
+    ("ocr.highlight_configs=x", "ocr.highlight_configs", "text:r,g,b"),
     ("env.use_skill=True", "env.skill_file", "existing skill file"),
 ])
 def test_bad_values_name_the_key_and_the_fix(override, key, fix):
     with pytest.raises(ConfigError) as err:
         validate_config(trainer_config([override]))
     assert key in str(err.value) and fix in str(err.value)
+
+
+def test_vllm_on_cpu_needs_an_explicit_kv_cache_size():
+    with pytest.raises(ConfigError) as err:
+        validate_config(trainer_config(["actor_rollout_ref.rollout.name=vllm"]))
+    assert "actor_rollout_ref.rollout.kv_cache_memory_gib=None" in str(err.value)
+    assert "kv_cache_memory_gib (e.g. 1)" in str(err.value)
+
+
+no_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+
+
+@no_vllm
+def test_vllm_missing_stops_with_the_install_command():
+    with pytest.raises(ConfigError) as err:
+        validate_config(trainer_config(["actor_rollout_ref.rollout.name=vllm",
+                                        "actor_rollout_ref.rollout.kv_cache_memory_gib=1"]))
+    assert "actor_rollout_ref.rollout.name='vllm'" in str(err.value)
+    assert "bash scripts/install.sh --vllm" in str(err.value) and "rollout.name=hf" in str(err.value)
+
+
+# The visual runs of the reference scripts: every ocr.* key with the reference's values.
+REFERENCE_OCR_OVERRIDES = """
+ocr.use_ocr=True ocr.use_parallel=True ocr.max_workers=32 ocr.font_size=10 ocr.padding=5 ocr.bg_color=[255,255,255]
+ocr.text_color=[0,0,0] ocr.font_path=null ocr.min_width=28 ocr.max_width=392 ocr.min_height=28 ocr.max_height=4096
+ocr.compact_mode.enable=False ocr.compact_mode.symbol='⏎' ocr.highlight_configs=null
+ocr.agent_select_compression.enable=True ocr.agent_select_compression.compression_factor_max=10.0
+ocr.agent_select_compression.compression_reward_coef=0.01 ocr.agent_select_compression.compression_failure_penalty_coef=0.0
+ocr.agent_select_compression.compression_reward_every_n_steps=8
+""".split()
+
+
+def test_every_reference_ocr_key_is_accepted(recwarn):
+    cfg = trainer_config(REFERENCE_OCR_OVERRIDES)
+    validate_config(cfg)
+    assert cfg.ocr.agent_select_compression.compression_reward_every_n_steps == 8 and cfg.ocr.font_size == 10
+    assert not [w for w in recwarn if "ocr" in str(w.message)]
+
+
+def test_visual_mode_combinations_that_cannot_run_are_startup_errors():
+    with pytest.raises(ConfigError) as err:
+        validate_config(trainer_config(["ocr.use_ocr=True", "env.env_name=echo", "algorithm.adv_estimator=gae",
+                                        "actor_rollout_ref.rollout.name=vllm",
+                                        "actor_rollout_ref.rollout.kv_cache_memory_gib=1"]))
+    assert "alfworld and search" in str(err.value) and "no vision tower" in str(err.value)
+    assert "images reach the policy through the hf rollout engine only" in str(err.value)
+
+
+def test_ocr_settings_that_change_nothing_warn():
+    with pytest.warns(UserWarning, match="ocr.use_ocr=False, so these ocr settings change nothing: ocr.font_size"):
+        validate_config(trainer_config(["ocr.font_size=10"]))
+    with pytest.warns(UserWarning, match="compression_factor_max is accepted for compatibility but unused"):
+        validate_config(trainer_config(["ocr.agent_select_compression.compression_factor_max=3"]))
 
 
 def test_schedule_that_does_not_divide_the_validations_is_a_startup_error():
@@ -126,3 +186,10 @@ def test_cli_missing_model_path_stops_before_training_with_the_fix():
 def test_cli_unknown_key_fails_fast():
     proc = run_cli("trainer.no_such_key=1")
     assert proc.returncode != 0 and "trainer.no_such_key" in proc.stderr
+
+
+@no_vllm
+def test_cli_vllm_missing_stops_at_startup_with_the_install_command():
+    proc = run_cli("actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.kv_cache_memory_gib=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bash scripts/install.sh --vllm" in proc.stderr
