@@ -77,7 +77,8 @@ def ours(args, work: Path, last: dict) -> dict[str, float]:
                                                    for r, n in zip(rows, samples)),
         "ours_seconds_per_step": statistics.median(r["timing_s/step"] for r in rows),
         "ours_gen_s": statistics.median(r["timing_s/gen"] for r in rows),
-        "ours_old_log_prob_s": statistics.median(r["timing_s/old_log_prob"] for r in rows),
+        # 0 when the old log-probs come from the update's forward (one epoch over one mini-batch)
+        "ours_old_log_prob_s": statistics.median(r.get("timing_s/old_log_prob", 0.0) for r in rows),
         "ours_update_s": statistics.median(r["timing_s/update_actor"] for r in rows),
     }
 

@@ -26,6 +26,7 @@ import torch
 from agent_system.environments.base import EnvironmentManagerBase
 from verl.protocol import DataProto
 from verl.utils.fs import write_text_atomic
+from verl.utils.progress import progress_bar
 from verl.utils.vision import IMAGE_MARKER, VisionPrompt
 
 GenerateFn = Callable[[DataProto], DataProto]
@@ -121,8 +122,9 @@ class RolloutResult:
 
 class TrajectoryCollector:
     def __init__(self, tokenizer: Any, max_prompt_length: int, truncation: str, max_steps: int,
-                 prompt_log_dir: str | None = None, vision: VisionPrompt | None = None):
+                 prompt_log_dir: str | None = None, vision: VisionPrompt | None = None, progress: bool = False):
         self.tokenizer = tokenizer
+        self.progress = progress  # a bar per rollout turn on a terminal (trainer.progress_bar)
         self.prompts = PromptBuilder(tokenizer, max_prompt_length, truncation, vision)
         self.max_steps = max_steps
         self.prompt_log_dir = Path(prompt_log_dir) if prompt_log_dir else None
@@ -157,10 +159,12 @@ class TrajectoryCollector:
         skill_tokens: list[int] = []
         log_rows: list[dict] = []
 
+        turns = progress_bar(self.progress, total=self.max_steps, desc=log_name or "rollout", unit="turn", leave=False)
         for step in range(self.max_steps):
             idx = np.nonzero(active)[0]
             if len(idx) == 0:
                 break
+            turns.set_postfix(active_envs=len(idx))
             texts = [obs["text"][i] for i in idx]
             images = None if obs["image"] is None else [obs["image"][i] for i in idx]
             prompts, n_trunc = self.prompts.build(texts, images)
@@ -188,6 +192,8 @@ class TrajectoryCollector:
                 won[i] = bool(infos[i].get("won", False))
             active[idx] = ~np.asarray(dones, dtype=bool)[idx]
             obs = next_obs
+            turns.update()
+        turns.close()
 
         samples = self._to_samples(records, env_uid, traj_uid, ep_reward, ep_len, won)
         if log_rows:

@@ -29,6 +29,8 @@ from typing import Iterator
 
 import ray
 
+from verl.utils.progress import quiet_ray_auth_notice
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -81,6 +83,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         ray.init(address=joined, **common)
         logger.info("joined the Ray cluster at %s: %s", joined, ray.cluster_resources())
         return
+    quiet_ray_auth_notice()  # Ray's notice that the cluster it starts has token auth on (verl.utils.progress)
     with _loopback_only():
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, **common)
 

@@ -7,6 +7,12 @@ each row also has its history image in ``non_tensor_batch["images"]``: a micro-b
 concatenated ``pixel_values`` tensor plus ``image_grid_thw``, and the position ids become the model's
 4-row multimodal RoPE ids (:mod:`verl.utils.vision`), exactly as ``generate`` built them.
 
+Old log-probs from the update: with one PPO epoch over one mini-batch the policy has not changed when
+the update's forward runs, so that forward's log-probs *are* the old log-probs (PPO ratio 1, as TRL
+does with ``num_iterations=1``). The trainer then skips the separate pass and sends no
+``old_log_probs``; :meth:`DataParallelPPOActor.update_policy` takes them from its own forward (detached),
+or, when it cannot (several epochs or mini-batches, active dropout), runs the separate pass itself.
+
 Data-parallel exactness: losses are normalised by *global* token (or sequence) counts of the mini-batch
 and scaled by the world size, because FSDP2 averages gradients over ranks. So W ranks produce the same
 update as one rank on the whole mini-batch (tested).
@@ -15,14 +21,15 @@ update as one rank on the whole mini-batch (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, trim_left_padding
+from verl.utils.packing import response_outputs
+from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, masked_sum
 from verl.utils.vision import VisionInputs, mrope_position_ids, multimodal_inputs
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
 
@@ -36,20 +43,62 @@ def effective_response_mask(data: DataProto) -> torch.Tensor:
     return mask
 
 
-def response_logits(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
-                    images: Any = None, vision: VisionInputs | None = None) -> torch.Tensor:
-    """Logits (B, T, V) predicting each response token (the position before it). Only those T
-    positions are projected onto the vocabulary (``logits_to_keep``), not the whole prompt.
-    ``images`` (one per row) need ``vision``: pixels and multimodal RoPE ids are added."""
-    t = batch["responses"].shape[1]
-    inputs = trim_left_padding(batch, device)
-    extra = multimodal_inputs(vision, images, inputs["input_ids"])
-    if extra:
-        inputs["position_ids"] = mrope_position_ids(module, inputs["input_ids"], inputs["attention_mask"],
-                                                    extra["image_grid_thw"], extra.pop("mm_token_type_ids"))
-        inputs.update(extra)
-    out = module(**inputs, use_cache=False, logits_to_keep=t + 1)
-    return out.logits[:, :-1, :]
+def image_inputs(module: torch.nn.Module, images: Any, vision: VisionInputs | None
+                 ) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
+    """A hook adding a micro-batch's pixels and multimodal RoPE ids to the padded model inputs (None for
+    a text model without images; images without a vision model are an error there)."""
+    if images is None and vision is None:
+        return None
+
+    def add(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        extra = multimodal_inputs(vision, images, inputs["input_ids"])
+        if extra:
+            inputs["position_ids"] = mrope_position_ids(module, inputs["input_ids"], inputs["attention_mask"],
+                                                        extra["image_grid_thw"], extra.pop("mm_token_type_ids"))
+            inputs.update(extra)
+        return inputs
+
+    return add
+
+
+def response_log_probs(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+                       temperature: float, remove_padding: bool, with_entropy: bool = False,
+                       entropy_grad: bool = True, images: Any = None, vision: VisionInputs | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(response token) (B, T) at temperature ``temperature`` (and the entropy there), 0 at padding.
+
+    Only the positions predicting a real response token are projected onto the vocabulary; with
+    ``remove_padding`` the sequences are packed into one row (:mod:`verl.utils.packing`). ``images`` (one
+    per row) need ``vision``: pixels and multimodal RoPE ids are added (padded layout only). Without
+    ``entropy_grad`` the entropy is computed outside the autograd graph (a metric, not a loss term)."""
+    logits_KV, slots = response_outputs(module, batch, device, remove_padding, causal_lm=True,
+                                        extra_inputs=image_inputs(module, images, vision))
+    logits_KV = logits_KV / temperature
+    labels_K = batch["responses"].to(device)[slots.rows, slots.cols]
+    logp = slots.scatter(logprobs_from_logits(logits_KV, labels_K))
+    if not with_entropy:
+        return logp, None
+    return logp, slots.scatter(entropy_from_logits(logits_KV if entropy_grad else logits_KV.detach()))
+
+
+def dropout_active(module: torch.nn.Module) -> bool:
+    """Whether a train-mode forward differs from an eval-mode one: an ``nn.Dropout`` with p > 0, or a
+    config field ``*dropout*`` / ``*pdrop`` > 0 (attention dropout is applied functionally)."""
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in module.modules()):
+        return True
+
+    def values(fields: dict) -> list[float]:
+        found = []
+        for name, value in fields.items():
+            if isinstance(value, dict):
+                found += values(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    "dropout" in name or name.endswith("pdrop")):
+                found.append(value)
+        return found
+
+    config = getattr(module, "config", None)
+    return config is not None and any(v > 0 for v in values(config.to_dict()))
 
 
 def layout_mini_batches(batch: DataProto, world_size: int, mini_batch_samples: int) -> list[DataProto]:
@@ -108,7 +157,11 @@ class LossNorm:
 class DataParallelPPOActor:
     def __init__(self, module: torch.nn.Module, actor_cfg: Any, device: torch.device, world_size: int,
                  optimizer: torch.optim.Optimizer | None = None, lr_scheduler: Any = None,
-                 vision: VisionInputs | None = None):
+                 vision: VisionInputs | None = None, remove_padding: bool = False):
+        if vision is not None and remove_padding:
+            raise ValueError("actor_rollout_ref.model.use_remove_padding=True packs text-only sequences, but the "
+                             "policy is a vision model (images and multimodal RoPE ids need the padded layout); "
+                             "set actor_rollout_ref.model.use_remove_padding=False")
         self.module = module
         self.vision = vision
         self.cfg = actor_cfg
@@ -116,6 +169,7 @@ class DataParallelPPOActor:
         self.world_size = world_size
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        self.remove_padding = remove_padding  # actor_rollout_ref.model.use_remove_padding
 
     @torch.no_grad()
     def compute_log_prob(self, data: DataProto, micro_batch_size: int, temperature: float,
@@ -123,33 +177,59 @@ class DataParallelPPOActor:
         self.module.eval()
         logps, ents = [], []
         for micro in data.split(micro_batch_size):
-            logits = self._logits(micro) / temperature
-            logps.append(logprobs_from_logits(logits, micro.batch["responses"].to(self.device)).cpu())
+            logp, ent = self._log_probs(micro, temperature, with_entropy)
+            logps.append(logp.cpu())
             if with_entropy:
-                ents.append(entropy_from_logits(logits).cpu())
+                ents.append(ent.cpu())
         return torch.cat(logps), (torch.cat(ents) if with_entropy else None)
 
-    def _logits(self, micro: DataProto) -> torch.Tensor:
-        return response_logits(self.module, micro.batch, self.device, micro.non_tensor_batch.get("images"),
-                               self.vision)
+    def _log_probs(self, micro: DataProto, temperature: float, with_entropy: bool, entropy_grad: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return response_log_probs(self.module, micro.batch, self.device, temperature, self.remove_padding,
+                                  with_entropy, entropy_grad, micro.non_tensor_batch.get("images"), self.vision)
+
+    def old_log_probs_from_update(self, data: DataProto) -> bool:
+        """Whether the update's first forward gives the old log-probs: one epoch over one mini-batch (no
+        optimizer step before any forward) and no dropout (train-mode forward = eval-mode forward)."""
+        return (self.cfg.ppo_epochs == 1 and len(split_mini_batches(data)) == 1
+                and not dropout_active(self.module))
+
+    def _global_mean(self, total: float, count: float) -> float:
+        return all_reduce_sum(total, self.device) / max(all_reduce_sum(count, self.device), 1.0)
 
     def update_policy(self, data: DataProto, temperature: float) -> dict[str, float]:
         """PPO epochs over the driver's mini-batches; one optimizer step per mini-batch.
 
+        Without ``old_log_probs`` in ``data`` they come from the update's own forward when
+        :meth:`old_log_probs_from_update` holds, else from a separate pass run here first; either way
+        ``actor/entropy_rollout`` reports the mean entropy of the old policy on the response tokens.
         Loss metrics (``*_loss``) are the mini-batch loss (averaged over mini-batches); the per-token
         ratios (clip fractions, ppo_kl) are averaged over micro-batches.
         """
         cfg = self.cfg
+        extra: dict[str, float] = {}
+        reuse = "old_log_probs" not in data.batch
+        if reuse and not self.old_log_probs_from_update(data):
+            data.batch["old_log_probs"], entropy = self.compute_log_prob(
+                data, cfg.ppo_micro_batch_size_per_gpu, temperature, with_entropy=True)
+            mask = effective_response_mask(data)
+            extra["actor/entropy_rollout"] = self._global_mean(float(masked_sum(entropy, mask)), float(mask.sum()))
+            reuse = False
         self.module.train()
         losses: dict[str, list[float]] = {}
         ratios: dict[str, list[float]] = {}
+        entropy_sum = tokens = 0.0
         for _ in range(cfg.ppo_epochs):
             for mini in split_mini_batches(data):
                 norm = LossNorm.of(mini, self.device, self.world_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 mini_loss: dict[str, float] = {}
                 for micro in mini.split(cfg.ppo_micro_batch_size_per_gpu):
-                    loss_stats, ratio_stats = self._micro_step(micro, temperature, norm)
+                    loss_stats, ratio_stats, entropy = self._micro_step(micro, temperature, norm, reuse)
+                    if reuse:
+                        mask = effective_response_mask(micro).to(self.device)
+                        entropy_sum += float(masked_sum(entropy, mask))
+                        tokens += float(mask.sum())
                     for k, v in loss_stats.items():
                         mini_loss[k] = mini_loss.get(k, 0.0) + v
                     for k, v in ratio_stats.items():
@@ -158,24 +238,29 @@ class DataParallelPPOActor:
                 mini_loss["actor/grad_norm"] = grad_norm
                 for k, v in mini_loss.items():
                     losses.setdefault(k, []).append(v)
+        if reuse:
+            extra["actor/entropy_rollout"] = self._global_mean(entropy_sum, tokens)
         metrics = {k: float(np.mean(v)) for k, v in {**losses, **ratios}.items()}
+        metrics.update(extra)
         metrics["actor/lr"] = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()  # once per training step, so the warm-up ratio counts training steps
         return metrics
 
-    def _micro_step(self, micro: DataProto, temperature: float, norm: "LossNorm"
-                    ) -> tuple[dict[str, float], dict[str, float]]:
+    def _micro_step(self, micro: DataProto, temperature: float, norm: "LossNorm", reuse_old: bool
+                    ) -> tuple[dict[str, float], dict[str, float], torch.Tensor | None]:
+        """Forward, loss, backward of one micro-batch; with ``reuse_old`` the old log-probs are this
+        forward's (detached) and the returned (detached) entropy feeds ``actor/entropy_rollout``."""
         cfg = self.cfg
         b = micro.batch
         mask = effective_response_mask(micro).to(self.device)
         agg = cfg.loss_agg_mode
         gtc, scale = norm.for_micro(agg, mask)
 
-        logits = self._logits(micro) / temperature
-        logp = logprobs_from_logits(logits, b["responses"].to(self.device))
-        entropy = entropy_from_logits(logits) if cfg.entropy_coeff != 0 else None
+        logp, entropy = self._log_probs(micro, temperature, with_entropy=cfg.entropy_coeff != 0 or reuse_old,
+                                        entropy_grad=cfg.entropy_coeff != 0)
+        old_logp = logp.detach() if reuse_old else b["old_log_probs"].to(self.device)
         pg = core_algos.compute_policy_loss(
-            old_log_prob_BT=b["old_log_probs"].to(self.device),
+            old_log_prob_BT=old_logp,
             log_prob_BT=logp,
             advantages_BT=b["advantages"].to(self.device),
             response_mask_BT=mask,
@@ -190,7 +275,7 @@ class DataParallelPPOActor:
         stats = {"actor/pg_loss": float(loss.detach()) * scale}
         ratios = {k: float(pg[k]) for k in ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")}
         ratios = {f"actor/{k}": v for k, v in ratios.items()}
-        if entropy is not None:
+        if cfg.entropy_coeff != 0:
             ent_loss = core_algos.compute_entropy_loss(entropy, mask, agg, global_token_count=gtc)
             loss = loss - cfg.entropy_coeff * ent_loss
             stats["actor/entropy"] = float(ent_loss.detach()) * scale
@@ -200,4 +285,4 @@ class DataParallelPPOActor:
             loss = loss + cfg.kl_loss_coef * kl_loss
             stats["actor/kl_loss"] = float(kl_loss.detach()) * scale
         (loss * scale).backward()
-        return stats, ratios
+        return stats, ratios, (entropy.detach() if entropy is not None else None)

@@ -14,22 +14,24 @@ import torch
 
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.utils.torch_functional import trim_left_padding
+from verl.utils.packing import response_outputs
 from verl.workers.actor import LossNorm, effective_response_mask, split_mini_batches
 from verl.workers.fsdp_utils import optimizer_step
 
 
-def response_values(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Values (B, T) read at the positions that predict the response tokens."""
-    t = batch["responses"].shape[1]
-    out = module(**trim_left_padding(batch, device), use_cache=False)
-    return out.logits[:, -t - 1 : -1, 0].float()
+def response_values(module: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+                    remove_padding: bool) -> torch.Tensor:
+    """Values (B, T) read at the positions that predict the response tokens, 0 at padding; with
+    ``remove_padding`` the sequences are packed into one row (:mod:`verl.utils.packing`)."""
+    values_K1, slots = response_outputs(module, batch, device, remove_padding, causal_lm=False)
+    return slots.scatter(values_K1[:, 0].float())
 
 
 class DataParallelPPOCritic:
     def __init__(self, module: torch.nn.Module, critic_cfg: Any, device: torch.device, world_size: int,
-                 optimizer: torch.optim.Optimizer, lr_scheduler: Any):
+                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, remove_padding: bool = False):
         self.module = module
+        self.remove_padding = remove_padding  # critic.model.use_remove_padding
         self.cfg = critic_cfg
         self.device = device
         self.world_size = world_size
@@ -39,7 +41,7 @@ class DataParallelPPOCritic:
     @torch.no_grad()
     def compute_values(self, data: DataProto) -> torch.Tensor:
         self.module.eval()
-        values = [response_values(self.module, m.batch, self.device).cpu()
+        values = [response_values(self.module, m.batch, self.device, self.remove_padding).cpu()
                   for m in data.split(self.cfg.ppo_micro_batch_size_per_gpu)]
         return torch.cat(values) * effective_response_mask(data)
 
@@ -56,7 +58,7 @@ class DataParallelPPOCritic:
                     b = micro.batch
                     mask = effective_response_mask(micro).to(self.device)
                     gtc, scale = norm.for_micro(cfg.loss_agg_mode, mask)
-                    vpreds = response_values(self.module, b, self.device)
+                    vpreds = response_values(self.module, b, self.device, self.remove_padding)
                     vf_loss, vf_clipfrac = core_algos.compute_value_loss(
                         vpreds_BT=vpreds, returns_BT=b["returns"].to(self.device), values_BT=b["values"].to(self.device),
                         response_mask_BT=mask, cliprange_value=cfg.cliprange_value, loss_agg_mode=cfg.loss_agg_mode,

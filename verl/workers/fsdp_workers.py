@@ -138,11 +138,12 @@ class ActorRolloutRefWorker:
             optimizer, arr.actor.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
         self.actor = DataParallelPPOActor(module, arr.actor, self.device, self.world_size, optimizer, scheduler,
-                                          self.vision)
+                                          self.vision, remove_padding=arr.model.use_remove_padding)
         if self.with_ref and not self.lora:  # with LoRA the reference is the actor with its adapters off
             ref = _sharded_model(self.model_cls, self.hf_config, checkpoint, self.device,
                                  arr.ref.fsdp_config.param_offload, False, trainable=False, trust_remote_code=trust)
-            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision)
+            self.ref = DataParallelPPOActor(ref, arr.actor, self.device, self.world_size, vision=self.vision,
+                                            remove_padding=arr.model.use_remove_padding)
         del checkpoint  # rank 0's full copy
         self.rollout = self._build_rollout()
         self.sync_rollout_weights()
@@ -254,7 +255,8 @@ class CriticWorker:
         scheduler = fsdp_utils.build_lr_scheduler(
             optimizer, critic_cfg.optim.lr_warmup_steps_ratio, max(1, self.total_training_steps))
         self.optim_devices = fsdp_utils.optimizer_state_devices(self.device, fsdp.param_offload, fsdp.optimizer_offload)
-        self.critic = DataParallelPPOCritic(module, critic_cfg, self.device, self.world_size, optimizer, scheduler)
+        self.critic = DataParallelPPOCritic(module, critic_cfg, self.device, self.world_size, optimizer, scheduler,
+                                           remove_padding=critic_cfg.model.use_remove_padding)
 
     def compute_values(self, data: DataProto) -> DataProto:
         return DataProto.from_dict({"values": self.critic.compute_values(data)})

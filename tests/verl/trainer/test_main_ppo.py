@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +63,18 @@ def test_resumed_run_matches_an_uninterrupted_one(ray_cluster, tiny_model_dir, e
 
 
 def test_cli_run_writes_metrics_checkpoints_and_resumes(tiny_model_dir, echo_slots, tmp_path):
-    """The real command line: 2 steps, then total 3 resumes at step 2 and runs only step 3."""
+    """The real command line: 2 steps, then total 3 resumes at step 2 and runs only step 3 (2 ranks, packed
+    sequences); one timing line per step, and no Ray auth notice for the cluster the run starts itself."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # as in a fresh shell
+
     def train(total: int) -> str:
         args = echo_overrides(tiny_model_dir, echo_slots, tmp_path, trainer__total_training_steps=total,
                               trainer__save_freq=1, trainer__test_freq=1, trainer__val_before_train=True,
-                              trainer__n_gpus_per_node=2, **{"trainer.logger": "[console,file]"})
-        proc = cli(args, tmp_path)
+                              trainer__n_gpus_per_node=2, actor_rollout_ref__model__use_remove_padding=True,
+                              **{"trainer.logger": "[console,file]"})
+        proc = cli(args, tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Token authentication" not in proc.stderr + proc.stdout
         return proc.stdout
 
     train(2)
@@ -76,10 +83,13 @@ def test_cli_run_writes_metrics_checkpoints_and_resumes(tiny_model_dir, echo_slo
     out = train(3)
     assert "resumed from" in out and "global step 2" in out
     assert "step:1 " not in out and "step:3 " in out
+    # old log-probs come from the update's forward (one epoch, one mini-batch): no separate pass
+    assert re.search(r"^step 3/3 \| gen [0-9.]+s \| old_log_prob - \| ref - \| values - \| adv [0-9.]+s \| "
+                     r"update [0-9.]+s \| val [0-9.]+s \| save [0-9.]+s \| total [0-9.]+s$", out, re.M), out
     metrics = read_metrics(tmp_path)
     assert [m["step"] for m in metrics] == [0, 1, 2, 3]
     for key in ("val/success_rate", "episode/reward/mean", "timing_s/gen", "perf/throughput",
-                "response_length/mean", "rollout/context_tokens_per_step", "actor/pg_loss"):
+                "response_length/mean", "rollout/context_tokens_per_step", "actor/pg_loss", "actor/entropy_rollout"):
         assert key in metrics[-1], key
     assert sorted(p.name for p in tmp_path.glob("global_step_*")) == ["global_step_1", "global_step_2", "global_step_3"]
 
@@ -91,7 +101,8 @@ def test_gae_critic_with_kl_loss_and_kl_in_reward_on_one_bundle_per_rank(tiny_mo
         tiny_model_dir, echo_slots, tmp_path, algorithm__adv_estimator="gae", algorithm__gamma=0.99,
         algorithm__lam=0.95, actor_rollout_ref__actor__use_kl_loss=True, algorithm__use_kl_in_reward=True,
         algorithm__kl_ctrl__type="adaptive", trainer__save_freq=2, trainer__total_training_steps=2,
-        trainer__critic_warmup=1, env__max_steps=2, trainer__n_gpus_per_node=2, ray_init__num_cpus=2), tmp_path)
+        trainer__critic_warmup=1, env__max_steps=2, trainer__n_gpus_per_node=2, ray_init__num_cpus=2,
+        actor_rollout_ref__model__use_remove_padding=True, critic__model__use_remove_padding=True), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Ray resource plan: 2 CPU, 0 GPU" in proc.stdout
     assert "ranks placed on one placement group of 2 x {'CPU': 1.0}" in proc.stdout

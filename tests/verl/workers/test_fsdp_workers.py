@@ -15,9 +15,8 @@ from transformers import AutoModelForCausalLM
 from tests.conftest import REPO_ROOT, trainer_config
 from verl.protocol import DataProto
 from verl.single_controller import RankPool, RayWorkerGroup
-from verl.workers.actor import layout_mini_batches, response_logits
+from verl.workers.actor import layout_mini_batches, response_log_probs
 from verl.workers.fsdp_workers import ActorRolloutRefWorker
-from verl.utils.torch_functional import logprobs_from_logits
 
 PROMPT, RESPONSE, N = 12, 6, 10
 
@@ -113,8 +112,7 @@ def test_update_changes_weights_and_merged_model_reproduces_actor(trained, tiny_
     assert any(not torch.equal(initial[k], v) for k, v in merged.state_dict().items())
     batch = trained[2]["batch"]
     with torch.no_grad():
-        logits = response_logits(merged, batch.batch, torch.device("cpu"))
-        logp = logprobs_from_logits(logits, batch.batch["responses"])
+        logp, _ = response_log_probs(merged, batch.batch, torch.device("cpu"), 1.0, remove_padding=False)
     mask = batch.batch["response_mask"].bool()
     torch.testing.assert_close(logp[mask], trained[2]["logp"][mask], atol=1e-5, rtol=1e-5)
 

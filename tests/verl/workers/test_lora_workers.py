@@ -17,8 +17,7 @@ from tests.conftest import REPO_ROOT
 from tests.verl.workers.sync_probe import SyncProbe
 from tests.verl.workers.test_fsdp_workers import make_pool, synthetic_batch, train_two_updates
 from verl.protocol import DataProto
-from verl.utils.torch_functional import logprobs_from_logits
-from verl.workers.actor import response_logits
+from verl.workers.actor import response_log_probs
 
 LORA = ("actor_rollout_ref.model.lora_rank=4", "actor_rollout_ref.model.lora_alpha=8")
 
@@ -63,8 +62,7 @@ def runs(ray_cluster, tiny_model_dir, tmp_path_factory):
 
 def logp_of(model: torch.nn.Module, batch: DataProto) -> torch.Tensor:
     with torch.no_grad():
-        return logprobs_from_logits(response_logits(model.eval(), batch.batch, torch.device("cpu")),
-                                    batch.batch["responses"])
+        return response_log_probs(model.eval(), batch.batch, torch.device("cpu"), 1.0, remove_padding=False)[0]
 
 
 def adapters_in(actor_dir: Path) -> dict[str, torch.Tensor]:

@@ -310,6 +310,7 @@ class TrainerConfig:
     max_critic_ckpt_to_keep: Optional[int] = MISSING
     ray_wait_register_center_timeout: int = MISSING
     strict_memory_plan: bool = MISSING  # stop at start-up when the memory plan exceeds the device (else warn)
+    progress_bar: bool = MISSING  # tqdm bars (steps, rollout turns, validation batches) when stderr is a terminal
 
 
 @dataclass

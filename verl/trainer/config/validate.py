@@ -236,6 +236,9 @@ def ocr_problems(cfg: DictConfig) -> list[str]:
     if cfg.algorithm.adv_estimator == "gae":
         bad("use_ocr", "the critic (algorithm.adv_estimator=gae) has no vision tower; use grpo, gigpo, rloo or "
             "reinforce_plus_plus with the visual mode")
+    if cfg.actor_rollout_ref.model.use_remove_padding:
+        bad("use_ocr", "actor_rollout_ref.model.use_remove_padding=True packs text-only sequences; images and "
+            "multimodal RoPE ids need the padded layout: set actor_rollout_ref.model.use_remove_padding=False")
     return problems
 
 

@@ -8,6 +8,8 @@ reference; ``critic_wg``: value model) and in the environment managers.
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +29,7 @@ from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.metric_utils import data_metrics, throughput_metrics, timer
 from verl.utils.checkpoint import CheckpointManager, read_trainer_state
 from verl.utils.dataset import TaskSlotLoader
+from verl.utils.progress import progress_bar, step_timing_line
 from verl.utils.torch_functional import masked_mean, place_reward_on_last_token
 from verl.utils.tracking import Tracking
 from verl.workers.actor import layout_mini_batches
@@ -74,7 +77,7 @@ class RayPPOTrainer:
                         else core_algos.FixedKLController(kl.kl_coef))
         log_dir = f"{cfg.trainer.default_local_dir}/rollouts" if cfg.trainer.log_prompts else None
         self.collector = TrajectoryCollector(tokenizer, cfg.data.max_prompt_length, cfg.data.truncation,
-                                             cfg.env.max_steps, log_dir, vision)
+                                             cfg.env.max_steps, log_dir, vision, progress=cfg.trainer.progress_bar)
         self.ckpt = CheckpointManager(cfg.trainer.default_local_dir, cfg.trainer.max_actor_ckpt_to_keep,
                                       cfg.trainer.max_critic_ckpt_to_keep)
         self.tracker: Tracking | None = None
@@ -90,8 +93,8 @@ class RayPPOTrainer:
             self.skills.apply(self.envs.train, self.envs.val)
         if cfg.val_before_train and self.global_step == 0:
             self.tracker.log(self._validate(step=0), step=0)
-        progress = tqdm(range(self.global_step + 1, self.total_training_steps + 1), initial=self.global_step,
-                        total=self.total_training_steps, desc="training", disable=None)
+        progress = progress_bar(cfg.progress_bar, iterable=range(self.global_step + 1, self.total_training_steps + 1),
+                                initial=self.global_step, total=self.total_training_steps, desc="training", unit="step")
         for step in progress:
             self.global_step = step
             timings: dict[str, float] = {}
@@ -108,6 +111,7 @@ class RayPPOTrainer:
             metrics.update(throughput_metrics(batch, timings, self.actor_wg.world_size))
             metrics["training/global_step"] = step
             metrics["training/epoch"] = self.train_loader.epoch
+            tqdm.write(step_timing_line(step, self.total_training_steps, timings), file=sys.stdout)
             self.tracker.log(metrics, step=step)
         if cfg.test_after_train:
             self.tracker.log(self._final_test(), step=self.global_step)
@@ -119,10 +123,12 @@ class RayPPOTrainer:
             self._compute_rewards(batch)
         temperature = self.cfg.actor_rollout_ref.rollout.temperature
         batch.meta_info["temperature"] = temperature
-        with timer("old_log_prob", timings):
-            old = self.actor_wg.dispatch_dp("compute_log_prob", batch)
-            batch.batch["old_log_probs"] = old.batch["old_log_probs"]
-            metrics["actor/entropy_rollout"] = float(masked_mean(old.batch["entropys"], batch.batch["response_mask"]))
+        if not self._old_log_probs_from_update(batch):
+            with timer("old_log_prob", timings):
+                old = self.actor_wg.dispatch_dp("compute_log_prob", batch)
+                batch.batch["old_log_probs"] = old.batch["old_log_probs"]
+                metrics["actor/entropy_rollout"] = float(masked_mean(old.batch["entropys"],
+                                                                     batch.batch["response_mask"]))
         if self._use_ref:
             with timer("ref", timings):
                 batch.batch["ref_log_prob"] = self.actor_wg.dispatch_dp("compute_ref_log_prob", batch).batch["ref_log_prob"]
@@ -141,6 +147,14 @@ class RayPPOTrainer:
                                             self.cfg.actor_rollout_ref.actor.ppo_mini_batch_size))
         metrics.update(data_metrics(batch, self.cfg.data.max_response_length))
         return batch, metrics
+
+    def _old_log_probs_from_update(self, batch: DataProto) -> bool:
+        """One PPO epoch over one mini-batch, and nothing reads the old log-probs before the update (KL
+        in the reward does): the actor takes them from its update's forward instead of a separate pass
+        (``verl.workers.actor``; it still runs the pass itself when dropout makes the forwards differ)."""
+        actor = self.cfg.actor_rollout_ref.actor
+        return (actor.ppo_epochs == 1 and actor.ppo_mini_batch_size * self.group_n >= len(batch)
+                and not self.cfg.algorithm.use_kl_in_reward)
 
     # ------------------------------------------------------------------------------------ rollout
     def _generate(self, prompts: DataProto) -> DataProto:
@@ -268,7 +282,9 @@ class RayPPOTrainer:
         n = envs.num_envs
         won, tags, cats = [], [], []
         counts: dict[str, float] = {}
-        for start in range(0, len(tasks), n):
+        batches = progress_bar(self.cfg.trainer.progress_bar, iterable=range(0, len(tasks), n), desc=log_name,
+                               total=math.ceil(len(tasks) / n), unit="batch", leave=False)
+        for start in batches:
             chunk = tasks[start: start + n]
             real = len(chunk)
             chunk = chunk + [tasks[i % len(tasks)] for i in range(n - real)]  # pad; padded results dropped

@@ -143,8 +143,10 @@ def test_visual_mode_combinations_that_cannot_run_are_startup_errors():
     with pytest.raises(ConfigError) as err:
         validate_config(trainer_config(["ocr.use_ocr=True", "env.env_name=echo", "algorithm.adv_estimator=gae",
                                         "actor_rollout_ref.rollout.name=vllm",
-                                        "actor_rollout_ref.rollout.kv_cache_memory_gib=1"]))
+                                        "actor_rollout_ref.rollout.kv_cache_memory_gib=1",
+                                        "actor_rollout_ref.model.use_remove_padding=True"]))
     assert "alfworld and search" in str(err.value) and "no vision tower" in str(err.value)
+    assert "packs text-only sequences" in str(err.value)
     assert "images reach the policy through the hf rollout engine only" in str(err.value)
 
 

@@ -11,7 +11,8 @@ import torch
 from agent_system.multi_turn_rollout.rollout_loop import PromptBuilder, position_ids_from_mask
 from verl.protocol import DataProto
 from verl.utils.model import eos_token_ids, load_causal_lm, load_tokenizer
-from verl.workers.actor import DataParallelPPOActor, response_logits
+from verl.utils.packing import response_outputs
+from verl.workers.actor import DataParallelPPOActor
 from verl.workers.rollout.hf_rollout import HFRollout
 
 TEMPERATURE = 0.7
@@ -82,7 +83,6 @@ def test_greedy_validation_picks_the_actors_argmax(penalised_model_dir):
     samples = as_samples(prompts, engine.generate(prompts))
     actor = load_causal_lm(penalised_model_dir, torch.float32)
     with torch.no_grad():
-        argmax = response_logits(actor, samples.batch, torch.device("cpu")).argmax(-1)
-    valid = samples.batch["response_mask"].bool()
-    assert valid.sum() >= 3 * len(PROMPTS)
-    assert torch.equal(samples.batch["responses"][valid], argmax[valid])
+        logits, slots = response_outputs(actor, samples.batch, torch.device("cpu"), False, causal_lm=True)
+    assert len(slots.rows) >= 3 * len(PROMPTS)  # every real response token
+    assert torch.equal(samples.batch["responses"][slots.rows, slots.cols], logits.argmax(-1))
