@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from benchmarks import internalization as bench
-from tests.conftest import CONFIG_DIR
+from verl.trainer.config import CONFIG_DIR
 from verl.trainer.config.schema import register_schema
 from verl.trainer.config.validate import config_problems
 
