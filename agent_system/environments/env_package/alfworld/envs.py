@@ -66,7 +66,7 @@ class AlfworldEnvs:
         """Load ``games[i]`` into env ``i``; returns (observations, infos)."""
         if len(games) != self.num_envs:
             raise ValueError(f"reset got {len(games)} games for {self.num_envs} envs")
-        self._wait_started([slot.worker for slot in self._slots])
+        self._wait_started(self._slots)
         futures = [slot.worker.reset.remote(game.path) for slot, game in zip(self._slots, games)]
         answered = self._answered(futures)
         for i, (slot, game, future) in enumerate(zip(self._slots, games, futures)):
@@ -75,7 +75,7 @@ class AlfworldEnvs:
             except (RayActorError, GetTimeoutError) as err:
                 logger.warning("ALFWorld worker %d failed during reset (%s); retrying on a new worker", i, err)
                 self._replace_worker(slot)
-                self._wait_started([slot.worker])
+                self._wait_started([slot])
                 try:
                     result = ray.get(slot.worker.reset.remote(game.path), timeout=self.step_timeout_s)
                 except GetTimeoutError as again:
@@ -127,10 +127,16 @@ class AlfworldEnvs:
             ray.kill(slot.worker, no_restart=True)
         self._slots = []
 
-    @staticmethod
-    def _wait_started(workers: list[Any]) -> None:
-        """Wait until the actors have started (process, imports): start-up is not part of a call's timeout."""
-        ray.get([worker.__ray_ready__.remote() for worker in workers])
+    def _wait_started(self, slots: list[EnvSlot]) -> None:
+        """Wait until the slots' actors have started (process, imports): start-up is not part of a call's
+        timeout. A worker that died since its last call (e.g. between episodes) is replaced here."""
+        for slot, ready in [(slot, slot.worker.__ray_ready__.remote()) for slot in slots]:
+            try:
+                ray.get(ready)
+            except RayActorError as err:
+                logger.warning("ALFWorld worker died between calls (%s); replacing it", err)
+                self._replace_worker(slot)
+                ray.get(slot.worker.__ray_ready__.remote())
 
     def _answered(self, futures: list[Any]) -> set[Any]:
         """The calls that finished within ``step_timeout_s`` (they all started together: one deadline)."""
