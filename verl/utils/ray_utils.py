@@ -16,7 +16,7 @@ GCS, raylet and workers listen on 127.0.0.1 only. Such a cluster is private to t
 driver from outside would look for its raylet under the network address). Multi-node clusters cannot
 work this way: ``ray start --address`` refuses to join with that variable set, and without it a worker
 node rewrites ``127.0.0.1`` to the network address and cannot reach a loopback-only head. Nodes started
-with ``ray start`` (docs/multinode.md) are therefore labelled, and listen, on the network address even
+with ``ray start`` (docs/scale.md, "Multi-node") are therefore labelled, and listen, on the network address even
 when given ``--node-ip-address=127.0.0.1``.
 """
 
