@@ -95,6 +95,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "context_tokens_per_step": round(statistics.mean(r["rollout/context_tokens_per_step"] for r in train), 1),
         "skill_tokens_per_step": round(statistics.mean(r["rollout/skill_tokens_per_step"] for r in train), 1),
         "last_step_context_tokens": round(train[-1]["rollout/context_tokens_per_step"], 1),
+        # a budget applies from the validation that picks it: a short run may never train without skills
+        "steps_without_skills": sum(r["rollout/skill_tokens_per_step"] == 0 for r in train),
         "seconds_per_step": round(statistics.mean(r["timing_s/step"] for r in train), 1),
         "test_no_skill": test["test/no_skill/success_rate"],
         "test_full_skill": test["test/full_skill/success_rate"],
@@ -208,8 +210,9 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{'yes' if t['margin_exceeds_seed_spread'] else 'no'}). SKILL0 zero-skill / static with-skill: "
                   f"{t['skill0_zero_skill_share_of_static_with_skill']} (target ≥ 0.8: "
                   f"{'met' if t['share_target_met'] else 'not met'})."]
-    lines += ["", "Per run (test success without skills; seconds):", ""]
+    lines += ["", "Per run (test success without skills; seconds; training steps without any skill in the prompt):", ""]
     lines += [f"- {r['method']} seed {r['seed']}: {r['test_no_skill'] * 100:.1f} %, {r['seconds']:.0f} s, "
+              f"{r['steps_without_skills']} of {len(r['train_success'])} steps without skills, "
               f"static skills always on: {r['always_on']}" for r in result["runs"]]
     return "\n".join(lines) + "\n"
 

@@ -41,6 +41,7 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
                                          "active_skills": "general_skills,pump,lift"}
     assert runs[0]["context_tokens_per_step"] == pytest.approx((63 * 2 + 60 * 2) / 4)
     assert runs[0]["last_step_context_tokens"] == 60.0 and runs[4]["always_on"]
+    assert [r["steps_without_skills"] for r in runs[::2]] == [2, 4, 0]  # skill0's steps 3-4, grpo's all, static's none
 
     result = bench.write_results(tmp_path, runs, [0, 1], [], 600.0)
     skill0 = result["methods"]["skill0"]
@@ -56,6 +57,7 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
     assert (tmp_path / "internalization.png").read_bytes().startswith(b"\x89PNG")
     summary = (tmp_path / "internalization.md").read_text()
     assert "| skill0 | 60.0 ± 14.1 |" in summary and "SKILL0 − GRPO, zero-skill test success: 50.0 points" in summary
+    assert "- skill0 seed 0: 50.0 %, 100 s, 2 of 4 steps without skills," in summary
 
 
 def test_a_run_without_its_final_test_is_an_error():
