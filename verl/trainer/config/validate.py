@@ -101,6 +101,10 @@ def config_problems(cfg: DictConfig) -> list[str]:
     arr, trainer, env = cfg.actor_rollout_ref, cfg.trainer, cfg.env
     if env.step_timeout_s <= 0:
         bad("env.step_timeout_s", "must be > 0 seconds")
+    if env.resources_per_worker.num_cpus <= 0:
+        bad("env.resources_per_worker.num_cpus", "must be > 0 (CPUs Ray reserves per env)")
+    if env.num_workers is not None and env.num_workers < 1:
+        bad("env.num_workers", "must be >= 1, or null for one env worker per reserved core")
     if arr.actor.optim.lr <= 0:
         bad("actor_rollout_ref.actor.optim.lr", "must be > 0")
     if not 0 <= arr.actor.optim.lr_warmup_steps_ratio <= 1:

@@ -85,6 +85,8 @@ def test_wrong_type_is_rejected_naming_the_key():
     ("algorithm.adv_estimator=ppo2", "algorithm.adv_estimator", "grpo"),
     ("actor_rollout_ref.actor.ppo_mini_batch_size=0", "actor_rollout_ref.actor.ppo_mini_batch_size", ">= 1"),
     ("env.rollout.n=0", "env.rollout.n", ">= 1"),
+    ("env.num_workers=0", "env.num_workers", ">= 1, or null"),
+    ("env.resources_per_worker.num_cpus=0", "env.resources_per_worker.num_cpus", "must be > 0"),
     ("trainer.device=tpu", "trainer.device", "cpu"),
     ("actor_rollout_ref.rollout.tensor_model_parallel_size=2", "actor_rollout_ref.rollout.tensor_model_parallel_size",
      "set 1"),
