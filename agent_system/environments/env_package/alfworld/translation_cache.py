@@ -36,6 +36,11 @@ class CachedTranslator:
         return getattr(self._module, name)
 
 
+def clear() -> None:
+    """Forget every cached translation of this process (a benchmark's cold start, like a fresh worker)."""
+    install().pddl2sas.cache_clear()
+
+
 def install() -> CachedTranslator:
     """Route TextWorld's translations through the cache (idempotent); returns the translator in use."""
     if not isinstance(pddl_logic.fast_downward, CachedTranslator):
