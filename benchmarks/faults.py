@@ -233,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         "http_fuzz": lambda: scenario_http_fuzz(http_examples, args.seed, work),
         "disk_full": lambda: scenario_disk_full(work),
         "startup_errors": scenario_startup_errors,
-        "dead_env_workers": lambda: faults_env.run(**({"kills": 2, "hangs": 1} if args.quick else
-                                                      {"kills": 10, "hangs": 3, "num_envs": 8}), seed=args.seed),
+        "dead_env_workers": lambda: faults_env.run(**({"kills": 2, "hangs": 1, "step_timeout_s": 15.0} if args.quick
+                                                      else {"kills": 10, "hangs": 3, "num_envs": 8,
+                                                            "step_timeout_s": 30.0}), seed=args.seed),
     }
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "seed": args.seed, "sizes": sizes}
     started = time.perf_counter()

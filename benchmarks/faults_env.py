@@ -60,7 +60,8 @@ def _gone(pid: int, wait_s: float = 10.0) -> bool:
 
 def _play_episode(manager, seeds: list[int], hit: str | None, hit_step: int, victim_index: int) -> dict[str, Any]:
     """Reset ``seeds``, replay the walkthroughs; ``hit`` ("kill_between", "kill_during", "hang", None)
-    strikes worker ``victim_index`` at step ``hit_step``. Returns what happened to every env."""
+    strikes worker ``victim_index`` at step ``hit_step``. Returns what happened to every env; ``hit_envs`` are
+    the victim's envs still playing when it was hit."""
     envs = manager.envs
     plans = [walkthrough_of(manager.game_for_seed(s)) for s in seeds]
     _, infos = manager.reset([{"seed": s} for s in seeds])
@@ -71,12 +72,14 @@ def _play_episode(manager, seeds: list[int], hit: str | None, hit_step: int, vic
     won = [False] * envs.num_envs
     failed = [False] * envs.num_envs
     hang_s = None
+    harmed: list[int] = []
     for t in range(max(map(len, plans))):
         texts = [None if done[i] else _act(plans[i][t] if t < len(plans[i]) else "look") for i in range(len(seeds))]
         if all(text is None for text in texts):
             break
         timer = None
         if hit is not None and t == hit_step:
+            harmed = [i for i in hit_envs if not done[i]]  # an env that already finished keeps its result
             if hit == "kill_between":
                 os.kill(victim_pid, signal.SIGKILL)
             elif hit == "kill_during":
@@ -95,7 +98,7 @@ def _play_episode(manager, seeds: list[int], hit: str | None, hit_step: int, vic
                 won[i] = won[i] or bool(info["won"])
                 failed[i] = failed[i] or bool(info["worker_failed"])
         done = dones.tolist()
-    return {"hit_envs": hit_envs, "won": won, "failed": failed, "done": done, "hang_s": hang_s,
+    return {"hit_envs": harmed, "won": won, "failed": failed, "done": done, "hang_s": hang_s,
             "victim_pid": victim_pid, "victim_replaced": envs.workers[victim_index] != victim,
             "victim_gone": _gone(victim_pid)}
 
