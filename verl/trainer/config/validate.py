@@ -181,6 +181,9 @@ def inert_settings(cfg: DictConfig) -> list[str]:
     for key in ("actor_rollout_ref.model.use_remove_padding", "critic.model.use_remove_padding"):
         if _get(cfg, key):
             inert.append(f"{key}=True (the hf path trims left padding per micro-batch instead of packing)")
+    if cfg.env.num_workers is not None and env_family(cfg.env.env_name) != "alfworld":
+        inert.append(f"env.num_workers={cfg.env.num_workers} (only ALFWorld runs env worker processes; "
+                     f"{cfg.env.env_name} envs live in the trainer process)")
     return inert
 
 

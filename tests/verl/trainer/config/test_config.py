@@ -204,6 +204,9 @@ def test_settings_without_effect_are_listed_once_at_startup():
         warn_inert_settings(cfg)
     assert len(record) == 1 and all(line in str(record[0].message) for line in inert)
     assert inert_settings(trainer_config(["trainer.device=cpu"])) == []
+    assert inert_settings(trainer_config(["trainer.device=cpu", "env.num_workers=2"])) == []  # ALFWorld: used
+    assert [line.split("=")[0] for line in inert_settings(trainer_config(
+        ["trainer.device=cpu", "env.env_name=echo", "env.num_workers=2"]))] == ["env.num_workers"]
 
 
 @no_vllm
