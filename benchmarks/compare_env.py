@@ -12,7 +12,11 @@ manager (``AlfworldEnvironmentManager``: projection, memory, prompts), ``episode
   the CPU count — what the cores could do if parallelism were free.
 Each backend is built fresh every round and warmed up by one untimed reset + step (worker start-up is
 not timed: workers live for the whole training run). ``rss_mb_per_env`` (and ``pss_mb_per_env``) is the
-memory of the processes a backend runs on (see :func:`backend_memory_mb`) over ``num_envs``.
+memory of the processes a backend runs on (see :func:`backend_processes`) over ``num_envs``.
+``cpu_ms_per_step`` is the CPU time (user + system) of this process and the backend's processes over the
+timed window per env step: unlike steps/s it hardly moves when other jobs load the machine, so
+``cpu_ratio_vs_one_actor_per_env`` and ``cpu_ratio_vs_ideal`` (the other side's CPU per step over ours)
+say how much work each design spends per step.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import ray
 from omegaconf import OmegaConf
 
 from agent_system.environments.alfworld_manager import AlfworldEnvironmentManager, build_manager
+from agent_system.environments.env_package.alfworld import translation_cache
 from agent_system.environments.env_package.alfworld.games import (
     DATA_VERSION,
     GameSpec,
@@ -49,6 +54,8 @@ TARGETS = {
 RATIOS = {
     "ratio_vs_ideal": ("steps_per_s", "ideal_steps_per_s"),
     "ratio_vs_one_actor_per_env": ("steps_per_s", "one_actor_per_env_steps_per_s"),
+    "cpu_ratio_vs_ideal": ("single_env_cpu_ms_per_step", "cpu_ms_per_step"),
+    "cpu_ratio_vs_one_actor_per_env": ("one_actor_per_env_cpu_ms_per_step", "cpu_ms_per_step"),
 }
 
 
@@ -102,10 +109,12 @@ class OneActorPerEnv(_SessionBatch):
 
 
 class InProcessEnvs(_SessionBatch):
-    """Sessions in this process, stepped one after another (the ideal's single env)."""
+    """Sessions in this process, stepped one after another (the ideal's single env). Every backend starts
+    with a cold translation cache, like the fresh worker processes of the other sides."""
 
     def __init__(self, num_envs: int, max_steps: int):
         super().__init__(num_envs, max_steps)
+        translation_cache.clear()
         self._sessions = [GameSession(max_steps) for _ in range(num_envs)]
 
     def _call(self, method: str, args: dict[int, Any]) -> dict[int, StepResult]:
@@ -115,22 +124,44 @@ class InProcessEnvs(_SessionBatch):
         self._sessions = []
 
 
-def backend_memory_mb() -> tuple[float, float]:
-    """(RSS, PSS) in MiB of the processes env backends run in: this process's descendants that are Ray
-    actors (``ray::<Class>`` process titles, idle workers excluded) or that no Ray process title names
-    (e.g. a pool of plain worker processes); Ray's own daemons are left out."""
-    rss = pss = 0
+def backend_processes() -> list[psutil.Process]:
+    """The processes env backends run in: this process's descendants that are Ray actors (``ray::<Class>``
+    process titles, idle workers excluded) or that no Ray process title names (e.g. a pool of plain worker
+    processes); Ray's own daemons are left out."""
+    found = []
     for process in psutil.Process().children(recursive=True):
         try:
             title = " ".join(process.cmdline())
-            if title.startswith("ray::IDLE") or (not title.startswith("ray::") and "ray" in title):
-                continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if not (title.startswith("ray::IDLE") or (not title.startswith("ray::") and "ray" in title)):
+            found.append(process)
+    return found
+
+
+def backend_memory_mb() -> tuple[float, float]:
+    """(RSS, PSS) in MiB of the :func:`backend_processes`."""
+    rss = pss = 0
+    for process in backend_processes():
+        try:
             memory = process.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         rss += memory.rss
         pss += memory.pss
     return rss / 2**20, pss / 2**20
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds of each live process, by PID."""
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds
 
 
 def measure(make_manager, num_envs: int, episodes: int, episode_steps: int, games: int, seed: int,
@@ -140,9 +171,14 @@ def measure(make_manager, num_envs: int, episodes: int, episode_steps: int, game
         player = Player(manager, "random", seed)
         seeds = (s % games for s in itertools.count(seed * 1000))
         play_episodes(player, seeds, num_envs, 1, 1)  # warm-up: every worker has loaded a game
+        processes = [psutil.Process(), *backend_processes()]
+        cpu_before = cpu_seconds(processes)
         started = time.perf_counter()
         steps, _, _ = play_episodes(player, seeds, num_envs, episodes, episode_steps)
         values = {f"{prefix}steps_per_s": steps / (time.perf_counter() - started)}
+        cpu_after = cpu_seconds(processes)
+        cpu = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
+        values[f"{prefix}cpu_ms_per_step"] = 1000 * cpu / steps
         if memory:
             rss, pss = backend_memory_mb()
             values.update({f"{prefix}rss_mb_per_env": rss / num_envs, f"{prefix}pss_mb_per_env": pss / num_envs})
@@ -173,7 +209,8 @@ def run(args) -> dict:
 
     def ideal() -> dict[str, float]:
         single = measure(in_process, 1, args.ideal_episodes, args.episode_steps, len(games), args.seed, "", False)
-        return {"single_env_steps_per_s": single["steps_per_s"], "ideal_steps_per_s": cpus * single["steps_per_s"]}
+        return {"single_env_steps_per_s": single["steps_per_s"], "ideal_steps_per_s": cpus * single["steps_per_s"],
+                "single_env_cpu_ms_per_step": single["cpu_ms_per_step"]}
 
     rounds = interleave([
         lambda: measure(ours, args.num_envs, args.episodes, args.episode_steps, len(games), args.seed, "", True),

@@ -13,9 +13,11 @@ fuzz cases; the full run draws 100k outputs per projection. The scenarios (docs/
 - ``http_fuzz``: schema-driven and raw attacks on the real retrieval server (:mod:`benchmarks.fuzz_http`);
 - ``disk_full``: the real CLI (tiny model, echo env) checkpointing onto a tmpfs that fills up during a save
   (needs permission to mount a tmpfs; reported as skipped otherwise), then resumed with more room;
-- ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py).
+- ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py);
+- ``dead_env_workers``: ``kill -9`` and ``SIGSTOP`` of ALFWorld worker processes mid-episode, real games played
+  by their walkthroughs (:mod:`benchmarks.faults_env`).
 
-Not measured yet: kill -9 at random moments, dead/hung ALFWorld workers, retriever outages (see
+Not measured yet: kill -9 at random moments, retriever outages (see
 docs/reliability.md).
 """
 
@@ -39,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import fuzz_http, fuzz_outputs  # noqa: E402
+from benchmarks import faults_env, fuzz_http, fuzz_outputs  # noqa: E402
 from verl.utils.checkpoint import LATEST, CheckpointManager  # noqa: E402
 from verl.utils.fs import shared_data_dir  # noqa: E402
 
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized: fewer fuzz cases (<= 15 minutes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors")
+    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors,dead_env_workers")
     args = parser.parse_args(argv)
     sizes = ({"projection": 20_000, "search_manager": 5_000, "alfworld_manager": 200} if args.quick else
              {"projection": 100_000, "search_manager": 100_000, "alfworld_manager": 2_000})
@@ -231,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         "http_fuzz": lambda: scenario_http_fuzz(http_examples, args.seed, work),
         "disk_full": lambda: scenario_disk_full(work),
         "startup_errors": scenario_startup_errors,
+        "dead_env_workers": lambda: faults_env.run(**({"kills": 2, "hangs": 1, "step_timeout_s": 15.0} if args.quick
+                                                      else {"kills": 10, "hangs": 3, "num_envs": 8,
+                                                            "step_timeout_s": 30.0}), seed=args.seed),
     }
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "seed": args.seed, "sizes": sizes}
     started = time.perf_counter()

@@ -26,10 +26,12 @@ def env_family(env_name: str) -> str:
     return family
 
 
-def ray_actors_per_env(env_name: str) -> int:
-    """Ray actors each env of this family runs (its manager module's ``RAY_ACTORS_PER_ENV``; 0 when its envs
-    live in the trainer process, as Search-QA's HTTP clients and the echo game do)."""
-    return getattr(importlib.import_module(_MANAGERS[env_family(env_name)]), "RAY_ACTORS_PER_ENV", 0)
+def ray_workers(env_cfg: Any, num_envs: int) -> tuple[int, float]:
+    """(Ray actors, CPUs each) that ``num_envs`` envs of ``env_cfg.env_name`` run on: its manager module's
+    ``ray_workers``; (0, 0) when its envs live in the trainer process, as Search-QA's HTTP clients and the
+    echo game do."""
+    module = importlib.import_module(_MANAGERS[env_family(env_cfg.env_name)])
+    return module.ray_workers(env_cfg, num_envs) if hasattr(module, "ray_workers") else (0, 0.0)
 
 
 def make_env_manager(env_cfg: Any, split: str, num_envs: int, ocr_cfg: Any = None) -> EnvironmentManagerBase:

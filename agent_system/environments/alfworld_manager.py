@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from agent_system.environments.base import EnvironmentManagerBase, Observation
-from agent_system.environments.env_package.alfworld.envs import AlfworldEnvs
+from agent_system.environments.env_package.alfworld.envs import AlfworldEnvs, worker_layout
 from agent_system.environments.env_package.alfworld.games import GameSpec, data_root, list_games, split_folder
 from agent_system.environments.env_package.alfworld.projection import alfworld_projection
 from agent_system.environments.prompts.alfworld import (
@@ -30,7 +30,6 @@ from agent_system.environments.prompts.alfworld import (
 from agent_system.environments.visual import VisualContext, flatten
 
 TASK_MARKER = "Your task is to: "
-RAY_ACTORS_PER_ENV = 1  # one GameSession actor per env (env_package/alfworld/envs.py)
 
 Projection = Callable[[list[str]], tuple[list[str], list[bool]]]
 
@@ -210,13 +209,19 @@ def evaluation_tasks(env_cfg: Any, split: str, slots: list[dict[str, Any]]) -> l
     return [{"gamefile": path} for path in paths]
 
 
+def ray_workers(env_cfg: Any, num_envs: int) -> tuple[int, float]:
+    """(Ray actors, CPUs each) that ``num_envs`` envs run on (:func:`worker_layout`), for the resource plan."""
+    return worker_layout(num_envs, float(env_cfg.resources_per_worker.num_cpus), env_cfg.get("num_workers"))
+
+
 def build_manager(env_cfg: Any, games: Sequence[GameSpec], num_envs: int,
                   visual: VisualContext | None = None) -> AlfworldEnvironmentManager:
     """The trainer's manager over an explicit game list (``check_data`` replays any data folder with it)."""
     envs = AlfworldEnvs(
         num_envs=num_envs,
         max_steps=int(env_cfg.max_steps),
-        num_cpus_per_worker=float(env_cfg.resources_per_worker.num_cpus),
+        num_cpus_per_env=float(env_cfg.resources_per_worker.num_cpus),
         step_timeout_s=float(env_cfg.step_timeout_s),
+        num_workers=env_cfg.get("num_workers"),
     )
     return AlfworldEnvironmentManager(envs, games, history_length=int(env_cfg.history_length), visual=visual)

@@ -62,7 +62,7 @@ def test_the_env_baselines_play_exactly_the_games_our_workers_play(ray_cluster, 
     from agent_system.environments.env_package.alfworld.envs import AlfworldEnvs
 
     games, rng = valid_seen_games[:2], random.Random(0)
-    backends = [AlfworldEnvs(2, max_steps=3, num_cpus_per_worker=0.1, step_timeout_s=120.0),
+    backends = [AlfworldEnvs(2, max_steps=3, num_cpus_per_env=0.1, step_timeout_s=120.0),
                 OneActorPerEnv(2, max_steps=3), InProcessEnvs(2, max_steps=3)]
     try:
         resets = [backend.reset(games) for backend in backends]

@@ -13,7 +13,7 @@ import hydra
 import ray
 from omegaconf import DictConfig, OmegaConf
 
-from agent_system.environments import evaluation_tasks, make_env_manager, ray_actors_per_env
+from agent_system.environments import evaluation_tasks, make_env_manager, ray_workers
 from verl.single_controller import RankPool
 from verl.single_controller.resources import ClusterTooSmall, Demand, ResourcePlan
 from verl.trainer.config.schema import register_schema
@@ -56,13 +56,12 @@ def resource_plan(cfg: DictConfig, world_size: int, envs: dict[str, int]) -> Res
     """Every Ray actor of the run: the ranks (all roles colocated) and each split's env workers."""
     ranks = Demand("ranks (actor, rollout, reference, critic colocated)", world_size, RANK_CPUS,
                    1.0 if cfg.trainer.device == "cuda" else 0.0, "trainer.nnodes x trainer.n_gpus_per_node")
-    actors = ray_actors_per_env(cfg.env.env_name)
-    cpus = cfg.env.resources_per_worker.num_cpus
     sizes = {"train": "data.train_batch_size x env.rollout.n", "val": "data.val_batch_size",
              "test": "data.val_batch_size, trainer.test_after_train"}
+    keys = "env.num_workers, env.resources_per_worker.num_cpus"
     return ResourcePlan([ranks] + [
-        Demand(f"{split} env workers", n * actors, cpus, keys=f"{sizes[split]}; env.resources_per_worker.num_cpus")
-        for split, n in envs.items()])
+        Demand(f"{split} env workers", *ray_workers(cfg.env, n), keys=f"{sizes[split]}; {keys}")
+        for split, n in envs.items() if n > 0])
 
 
 class Run:

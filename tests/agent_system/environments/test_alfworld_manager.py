@@ -30,7 +30,8 @@ def _plan(manager, seed: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def manager(ray_cluster, alfworld_root):
-    manager = make_env_manager(env_config(alfworld_root), split="val", num_envs=3)
+    manager = make_env_manager(env_config(alfworld_root, num_workers=2), split="val", num_envs=3)
+    assert [manager.envs.worker_of(i) for i in range(3)] == [manager.envs.workers[0]] * 2 + [manager.envs.workers[1]]
     yield manager
     manager.close()
     manager.close()  # closing twice is allowed
@@ -153,46 +154,74 @@ def test_repeated_action_tags_execute_nothing(manager):
     assert not dones.any() and not rewards.any()
 
 
-def test_killed_worker_is_replaced_and_its_episode_fails(manager):
+def test_killed_worker_is_replaced_and_all_its_episodes_fail(manager):
+    """Envs 0 and 1 share worker 0 (the trade-off of several envs per process): killing it ends both
+    episodes as failures; env 2, on worker 1, plays on to a win."""
     plans = [_plan(manager, s) for s in (4, 5, 6)]
     manager.reset([{"seed": s} for s in (4, 5, 6)])
     manager.step([_act(p[0]) for p in plans])
-    victim = manager.envs.workers[1]
+    victim, survivor = manager.envs.workers
     kill_worker(victim)
     _, rewards, dones, infos = manager.step([_act(p[1]) for p in plans])
-    assert dones[1] and not infos[1]["won"] and infos[1]["worker_failed"] and rewards[1] == 0.0
-    assert manager.envs.workers[1] != victim
-    done = list(dones)
-    for t in range(2, max(map(len, plans))):  # the rollout completes for the others
-        obs, _, dones, infos = manager.step([None if done[i] else _act(plans[i][t]) for i in range(3)])
-        done = list(dones)
-        assert obs["anchor"][1] == WORKER_FAILED_OBSERVATION and not infos[1]["won"]
-    assert infos[0]["won"] and infos[2]["won"] and not infos[1]["won"]
-    idle_victim = manager.envs.workers[0]
+    for i in (0, 1):
+        assert dones[i] and not infos[i]["won"] and infos[i]["worker_failed"] and rewards[i] == 0.0
+    assert not dones[2] and not infos[2]["worker_failed"]
+    assert manager.envs.workers[0] != victim and manager.envs.workers[1] == survivor
+    for t in range(2, len(plans[2])):  # the rollout completes for the other worker's env
+        obs, _, dones, infos = manager.step([None, None, _act(plans[2][t])])
+        assert obs["anchor"][:2] == [WORKER_FAILED_OBSERVATION] * 2 and not infos[0]["won"]
+    assert infos[2]["won"] and dones.all() and not infos[0]["won"] and not infos[1]["won"]
+    idle_victim = manager.envs.workers[1]
     kill_worker(idle_victim)  # a worker lost between episodes is replaced by the next reset
     _, infos = manager.reset([{"seed": 5}] * 3)  # the replacement workers play the next episode
-    assert manager.envs.workers[0] != idle_victim
+    assert manager.envs.workers[1] != idle_victim
+    for command in plans[1]:
+        _, _, _, infos = manager.step([_act(command)] * 3)
+    assert all(info["won"] and not info["worker_failed"] for info in infos)
+
+
+def test_a_game_that_raises_fails_only_its_env(manager, monkeypatch):
+    """A step that raises inside one game ends that env's episode; its worker and its neighbour go on."""
+    plans = [_plan(manager, s) for s in (4, 5, 6)]
+    manager.reset([{"seed": s} for s in (4, 5, 6)])
+    worker = manager.envs.workers[0]
+
+    def break_env_1_once(envs_worker):
+        session = envs_worker._sessions[1]
+
+        def fail(command):
+            del session.step  # back to GameSession.step
+            raise ZeroDivisionError("a game bug")
+
+        session.step = fail
+        return True
+
+    assert ray.get(worker.__ray_call__.remote(break_env_1_once))
+    _, _, dones, infos = manager.step([_act(p[0]) for p in plans])
+    assert dones.tolist() == [False, True, False] and infos[1]["worker_failed"] and not infos[1]["won"]
+    assert manager.envs.workers[0] == worker  # not replaced: the process is fine
+    manager.reset([{"seed": 5}] * 3)  # the next reset gives env 1 a working game again
     for command in plans[1]:
         _, _, _, infos = manager.step([_act(command)] * 3)
     assert all(info["won"] for info in infos)
 
 
-def test_hung_worker_is_replaced_at_the_timeout_and_its_episode_fails(ray_cluster, alfworld_root):
+def test_hung_worker_is_replaced_at_the_timeout_and_its_episodes_fail(ray_cluster, alfworld_root):
     """A worker that stops answering (SIGSTOP: alive, silent) costs one step of env.step_timeout_s, not the run."""
-    manager = make_env_manager(env_config(alfworld_root, step_timeout_s=15.0), split="val", num_envs=2)
+    manager = make_env_manager(env_config(alfworld_root, step_timeout_s=15.0, num_workers=2), split="val",
+                               num_envs=2)
     try:
         manager.set_skill_context_fn(lambda category: "")
         plans = [_plan(manager, s) for s in (4, 5)]
         manager.reset([{"seed": s} for s in (4, 5)])
-        victim = manager.envs.workers[1]
-        pid = ray.get(victim.__ray_call__.remote(lambda session: os.getpid()))
-        os.kill(pid, signal.SIGSTOP)
+        victim = manager.envs.worker_of(1)
+        os.kill(ray.get(victim.pid.remote()), signal.SIGSTOP)
         started = time.perf_counter()
         _, rewards, dones, infos = manager.step([_act(p[0]) for p in plans])
         assert 15.0 <= time.perf_counter() - started < 90
         assert dones[1] and infos[1]["worker_failed"] and not infos[1]["won"] and rewards[1] == 0.0
         assert not dones[0] and not infos[0]["worker_failed"]
-        assert manager.envs.workers[1] != victim  # the stopped process was killed and replaced
+        assert manager.envs.worker_of(1) != victim  # the stopped process was killed and replaced
         manager.reset([{"seed": 5}] * 2)  # the replacement plays the next episode
         _, _, _, infos = manager.step([_act(plans[1][0])] * 2)
         assert not any(info["worker_failed"] for info in infos)

@@ -77,3 +77,36 @@ def test_game_without_logic_uses_the_wheel_files(tmp_path, session, valid_seen_g
     first = session.reset(str(path))
     assert first.observation.endswith(f"Your task is to: put a {obj.lower()} in {parent.lower()}.")
     assert [session.step(c) for c in plan][-1].won
+
+
+def _play(session: GameSession, path: str, steps: int) -> list[tuple]:
+    """An episode of the first ``steps`` admissible commands in turn, as comparable tuples."""
+    result = session.reset(path)
+    trace = [(result.observation, result.reward, result.done, result.admissible_commands)]
+    for t in range(steps):
+        result = session.step(result.admissible_commands[(3 * t) % len(result.admissible_commands)])
+        trace.append((result.observation, result.reward, result.done, result.admissible_commands))
+    return trace
+
+
+def test_reused_translations_leave_no_state_between_episodes(monkeypatch, valid_seen_games):
+    """A game reset from the translation cache (again in the same session, or in another one) plays exactly
+    as one translated from scratch: the episode state lives in the rebuilt PddlState, not in the cache."""
+    import fast_downward
+    import textworld.envs.pddl.logic as pddl_logic
+
+    from agent_system.environments.env_package.alfworld import translation_cache
+
+    game, other = valid_seen_games[5].path, valid_seen_games[6].path
+    first, second = GameSession(max_steps=50), GameSession(max_steps=50)
+    with monkeypatch.context() as patch:
+        patch.setattr(pddl_logic, "fast_downward", fast_downward)  # uncached: the reference trace
+        reference = _play(first, game, 6)
+    translator = translation_cache.install()
+    assert translation_cache.install() is translator  # installed once per process
+    hits = translator.pddl2sas.cache_info().hits
+    assert _play(first, game, 6) == reference  # first translation of the game in this process's cache...
+    _play(first, other, 3)
+    assert _play(first, game, 6) == reference  # ...then reused after another game and after a played episode
+    assert _play(second, game, 6) == reference  # ...and by another session of the process
+    assert translator.pddl2sas.cache_info().hits >= hits + 8

@@ -236,6 +236,7 @@ class EnvConfig:
     history_length: int = MISSING
     rollout: EnvRolloutConfig = _section(EnvRolloutConfig)
     resources_per_worker: ResourcesPerWorker = _section(ResourcesPerWorker)
+    num_workers: Optional[int] = MISSING  # ALFWorld env processes per split; null: ceil(envs x resources_per_worker.num_cpus)
     step_timeout_s: float = MISSING  # a remote env call (reset/step) unanswered this long: worker replaced, episode failed
     use_skill: bool = MISSING
     skill_file: Optional[str] = MISSING

@@ -101,6 +101,10 @@ def config_problems(cfg: DictConfig) -> list[str]:
     arr, trainer, env = cfg.actor_rollout_ref, cfg.trainer, cfg.env
     if env.step_timeout_s <= 0:
         bad("env.step_timeout_s", "must be > 0 seconds")
+    if env.resources_per_worker.num_cpus <= 0:
+        bad("env.resources_per_worker.num_cpus", "must be > 0 (CPUs Ray reserves per env)")
+    if env.num_workers is not None and env.num_workers < 1:
+        bad("env.num_workers", "must be >= 1, or null for one env worker per reserved core")
     if arr.actor.optim.lr <= 0:
         bad("actor_rollout_ref.actor.optim.lr", "must be > 0")
     if not 0 <= arr.actor.optim.lr_warmup_steps_ratio <= 1:
@@ -177,6 +181,9 @@ def inert_settings(cfg: DictConfig) -> list[str]:
     for key in ("actor_rollout_ref.model.use_remove_padding", "critic.model.use_remove_padding"):
         if _get(cfg, key):
             inert.append(f"{key}=True (the hf path trims left padding per micro-batch instead of packing)")
+    if cfg.env.num_workers is not None and env_family(cfg.env.env_name) != "alfworld":
+        inert.append(f"env.num_workers={cfg.env.num_workers} (only ALFWorld runs env worker processes; "
+                     f"{cfg.env.env_name} envs live in the trainer process)")
     return inert
 
 

@@ -85,6 +85,8 @@ def test_wrong_type_is_rejected_naming_the_key():
     ("algorithm.adv_estimator=ppo2", "algorithm.adv_estimator", "grpo"),
     ("actor_rollout_ref.actor.ppo_mini_batch_size=0", "actor_rollout_ref.actor.ppo_mini_batch_size", ">= 1"),
     ("env.rollout.n=0", "env.rollout.n", ">= 1"),
+    ("env.num_workers=0", "env.num_workers", ">= 1, or null"),
+    ("env.resources_per_worker.num_cpus=0", "env.resources_per_worker.num_cpus", "must be > 0"),
     ("trainer.device=tpu", "trainer.device", "cpu"),
     ("actor_rollout_ref.rollout.tensor_model_parallel_size=2", "actor_rollout_ref.rollout.tensor_model_parallel_size",
      "set 1"),
@@ -202,6 +204,9 @@ def test_settings_without_effect_are_listed_once_at_startup():
         warn_inert_settings(cfg)
     assert len(record) == 1 and all(line in str(record[0].message) for line in inert)
     assert inert_settings(trainer_config(["trainer.device=cpu"])) == []
+    assert inert_settings(trainer_config(["trainer.device=cpu", "env.num_workers=2"])) == []  # ALFWorld: used
+    assert [line.split("=")[0] for line in inert_settings(trainer_config(
+        ["trainer.device=cpu", "env.env_name=echo", "env.num_workers=2"]))] == ["env.num_workers"]
 
 
 @no_vllm
