@@ -1,6 +1,7 @@
 """Reliability figures (issue 15): how much abuse SkillZero takes without losing anything.
 
-    python benchmarks/faults.py [--quick] [--seed 0] [--only fuzz_outputs,http_fuzz,disk_full,startup_errors]
+    python benchmarks/faults.py [--quick] [--seed 0]
+        [--only fuzz_outputs,http_fuzz,disk_full,startup_errors,kill_resume,retriever_outage]
 
 Prints one JSON object with a figure per scenario and exits 1 if any scenario lost something (a crash, an
 invalid output counted valid, a 5xx, a server that went down, a checkpoint picked while incomplete, a
@@ -13,10 +14,14 @@ fuzz cases; the full run draws 100k outputs per projection. The scenarios (docs/
 - ``http_fuzz``: schema-driven and raw attacks on the real retrieval server (:mod:`benchmarks.fuzz_http`);
 - ``disk_full``: the real CLI (tiny model, echo env) checkpointing onto a tmpfs that fills up during a save
   (needs permission to mount a tmpfs; reported as skipped otherwise), then resumed with more room;
-- ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py).
+- ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py);
+- ``kill_resume``: ``kill -9`` of the whole CLI run (driver, Ray head, workers) at seeded moments aimed at
+  start-up, rollout, update and checkpoint save, resumed with ``resume_mode=auto`` until it completes,
+  then compared with an uninterrupted run (:mod:`benchmarks.faults_kill`; 20 kills over 20 steps, 3 over 4 with ``--quick``);
+- ``retriever_outage``: the real retrieval server killed for 5 s, 60 s (15 s with ``--quick``) and for good
+  during Search-QA training (:mod:`benchmarks.faults_outage`).
 
-Not measured yet: kill -9 at random moments, dead/hung ALFWorld workers, retriever outages (see
-docs/reliability.md).
+Not measured yet: dead/hung ALFWorld workers (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import fuzz_http, fuzz_outputs  # noqa: E402
+from benchmarks import faults_kill, faults_outage, fuzz_http, fuzz_outputs  # noqa: E402
 from verl.utils.checkpoint import LATEST, CheckpointManager  # noqa: E402
 from verl.utils.fs import shared_data_dir  # noqa: E402
 
@@ -220,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized: fewer fuzz cases (<= 15 minutes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors")
+    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors,kill_resume,"
+                                          "retriever_outage")
     args = parser.parse_args(argv)
     sizes = ({"projection": 20_000, "search_manager": 5_000, "alfworld_manager": 200} if args.quick else
              {"projection": 100_000, "search_manager": 100_000, "alfworld_manager": 2_000})
@@ -231,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         "http_fuzz": lambda: scenario_http_fuzz(http_examples, args.seed, work),
         "disk_full": lambda: scenario_disk_full(work),
         "startup_errors": scenario_startup_errors,
+        "kill_resume": lambda: faults_kill.scenario_kill_resume(
+            work, kills=3 if args.quick else 20, total_steps=4 if args.quick else 20, seed=args.seed),
+        "retriever_outage": lambda: faults_outage.scenario_retriever_outage(
+            work, bm25_index(work), outages_s=(5.0, 15.0 if args.quick else 60.0),
+            max_outage_s=45.0 if args.quick else 90.0, seed=args.seed),
     }
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "seed": args.seed, "sizes": sizes}
     started = time.perf_counter()
