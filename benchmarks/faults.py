@@ -17,8 +17,9 @@ fuzz cases; the full run draws 100k outputs per projection. The scenarios (docs/
 - ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py);
 - ``kill_resume``: ``kill -9`` of the whole CLI run (driver, Ray head, workers) at seeded moments aimed at
   start-up, rollout, update and checkpoint save, resumed with ``resume_mode=auto`` until it completes,
-  then compared with an uninterrupted run (:mod:`benchmarks.faults_kill`; 20 kills over 20 steps, 3 over 4 with ``--quick``);
-- ``retriever_outage``: the real retrieval server killed for 5 s, 60 s (15 s with ``--quick``) and for good
+  then compared with an uninterrupted run (:mod:`benchmarks.faults_kill`; 20 kills over 20 steps, 2 over
+  3 with ``--quick``);
+- ``retriever_outage``: the real retrieval server killed for 5 s, 60 s (10 s with ``--quick``) and for good
   during Search-QA training (:mod:`benchmarks.faults_outage`).
 
 Not measured yet: dead/hung ALFWorld workers (see docs/reliability.md).
@@ -238,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         "disk_full": lambda: scenario_disk_full(work),
         "startup_errors": scenario_startup_errors,
         "kill_resume": lambda: faults_kill.scenario_kill_resume(
-            work, kills=3 if args.quick else 20, total_steps=4 if args.quick else 20, seed=args.seed),
+            work, kills=2 if args.quick else 20, total_steps=3 if args.quick else 20, seed=args.seed),
         "retriever_outage": lambda: faults_outage.scenario_retriever_outage(
-            work, bm25_index(work), outages_s=(5.0, 15.0 if args.quick else 60.0),
-            max_outage_s=45.0 if args.quick else 90.0, seed=args.seed),
+            work, bm25_index(work), outages_s=(5.0, 10.0 if args.quick else 60.0),
+            max_outage_s=30.0 if args.quick else 90.0, seed=args.seed),
     }
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "seed": args.seed, "sizes": sizes}
     started = time.perf_counter()

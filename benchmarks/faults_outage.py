@@ -168,7 +168,7 @@ def scenario_retriever_outage(work: Path, index: Path, outages_s: tuple[float, f
         "steps_run_before_permanent_outage": rows_before_permanent,
         "permanent": {"seconds_to_message": None if stop_line_s is None else round(stop_line_s, 1),
                       "seconds_to_exit": round(exit_s, 1), "exit_code": proc.returncode,
-                      "message": message[:500], "traceback": "Traceback" in output},
+                      "message": message[:800], "traceback": "Traceback" in output},
     }
     errors_seen = all(window["search_errors"] > 0 for window in windows)
     result["lost"] = bool(result["steps_lost"] or not errors_seen or proc.returncode in (0, None)
