@@ -92,6 +92,7 @@ def scenario_fuzz_outputs(sizes: dict[str, int], seed: int, work: Path) -> dict[
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     alf_cfg = OmegaConf.create({
         "env_name": "alfworld/AlfredTWEnv", "seed": 0, "max_steps": 50, "history_length": 2, "rollout": {"n": 1},
+        "step_timeout_s": 120.0,
         "resources_per_worker": {"num_cpus": 0.1},
         "alfworld": {"eval_dataset": "eval_in_distribution", "data_path": str(unpack_shared_data())}})
     alfworld = make_env_manager(alf_cfg, "val", 4)

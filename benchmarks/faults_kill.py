@@ -237,19 +237,14 @@ def run_chain(args: list[str], out_dir: Path, kills: int, durations: dict[str, f
             proc.wait(timeout=1800)
             return done, subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text()), starts
         aimed = plan[0]
-        started = time.monotonic()
         if aimed == "startup":
             delay = rng.uniform(0.0, startup_s)
-            while time.monotonic() - started < delay and proc.poll() is None:
-                time.sleep(POLL_S)
-            step = None
         else:
-            step = wait_for_anchor(proc, folder, aimed, rng.randint(0, 1), timeout_s=1800)
-            window = durations[aimed] * (1.5 if aimed == "save" else 1.0)
-            delay = rng.uniform(0.0, window)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < delay and proc.poll() is None:
-                time.sleep(POLL_S)
+            wait_for_anchor(proc, folder, aimed, rng.randint(0, 1), timeout_s=1800)
+            delay = rng.uniform(0.0, durations[aimed] * (1.5 if aimed == "save" else 1.0))
+        anchor = time.monotonic()
+        while time.monotonic() - anchor < delay and proc.poll() is None:
+            time.sleep(POLL_S)
         if proc.poll() is not None:  # the run completed before the moment came: nothing left to kill
             return done, subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text()), starts
         os.killpg(proc.pid, signal.SIGSTOP)  # freeze the driver so the folder read below is the kill moment
@@ -270,8 +265,9 @@ def run_chain(args: list[str], out_dir: Path, kills: int, durations: dict[str, f
 
 
 def _started_training(log: Path) -> bool:
-    """The driver has built its workers and entered the loop (a fresh run prints no line there, so this
-    only tells for resumed starts; a fresh start killed early is reported as ``startup``)."""
+    """A resumed start has loaded its checkpoint (the line comes just before the loop). A fresh start prints
+    nothing there, so a fresh start killed by a ``startup`` kill before its first rollout log counts as
+    ``startup``."""
     return bool(RESUMED.search(log.read_text(errors="replace")))
 
 
@@ -309,8 +305,8 @@ def scenario_kill_resume(work: Path, kills: int, total_steps: int, seed: int) ->
     chain = RunFolder(chain_dir)
     wrong_pick = [f"kill {i}: resumed from {k.resumed_from}, expected {k.expected_resume}"
                   for i, k in enumerate(done) if k.resumed_from is not None and k.resumed_from != k.expected_resume]
-    bad_checkpoints = [path.name for path in sorted(chain_dir.glob("global_step_*"))
-                       if checkpoint_contents(path / "actor") != checkpoint_contents(reference_dir / path.name / "actor")]
+    bad_checkpoints = [path.name for path in sorted(chain_dir.glob("global_step_*")) if
+                       checkpoint_contents(path / "actor") != checkpoint_contents(reference_dir / path.name / "actor")]
     ref_rows, chain_rows = reference.rows(), chain.rows()
     row_diffs = _row_differences(ref_rows, chain_rows)
     final_step = f"global_step_{total_steps}"
@@ -360,6 +356,7 @@ def _row_differences(reference: list[dict], chain: list[dict]) -> list[str]:
         keys = {k for k in row.keys() | got[0].keys() if not NOT_COMPARED.match(k)}
         differing = sorted(k for k in keys if row.get(k) != got[0].get(k))
         if differing:
-            diffs.append(f"step {row['step']}: " + ", ".join(f"{k} {row.get(k)} vs {got[0].get(k)}" for k in differing[:3]))
+            shown = ", ".join(f"{k} {row.get(k)} vs {got[0].get(k)}" for k in differing[:3])
+            diffs.append(f"step {row['step']}: {shown}")
     diffs += [f"step {step}: {len(rows)} extra rows" for step, rows in by_step.items()]
     return diffs
