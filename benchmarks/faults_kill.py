@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import mean
@@ -312,11 +313,11 @@ def scenario_kill_resume(work: Path, kills: int, total_steps: int, seed: int) ->
     final_step = f"global_step_{total_steps}"
     weights_equal = ((chain_dir / final_step).exists() and checkpoint_contents(chain_dir / final_step / "actor")
                      == checkpoint_contents(reference_dir / final_step / "actor"))
-    redone = [k.steps_redone for k in done if k.steps_redone is not None]
+    redone = [k.steps_redone for k in done]
     result: dict[str, Any] = {
         "total_steps": total_steps, "kills": len(done), "starts": starts,
         "kills_aimed": {p: sum(k.aimed == p for k in done) for p in PHASES},
-        "kills_observed": _count(k.observed for k in done),
+        "kills_observed": dict(Counter(k.observed for k in done)),
         "final_exit_code": final.returncode if final else None,
         "bad_checkpoints": len(bad_checkpoints) + len(wrong_pick), "bad_checkpoint_names": bad_checkpoints,
         "resumes_not_from_the_expected_checkpoint": wrong_pick,
@@ -333,13 +334,6 @@ def scenario_kill_resume(work: Path, kills: int, total_steps: int, seed: int) ->
     if result["lost"] and final is not None:
         result["last_output_tail"] = final.stdout[-2000:]
     return result
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
 
 
 def _row_differences(reference: list[dict], chain: list[dict]) -> list[str]:
