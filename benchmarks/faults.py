@@ -1,6 +1,7 @@
 """Reliability figures (issue 15): how much abuse SkillZero takes without losing anything.
 
-    python benchmarks/faults.py [--quick] [--seed 0] [--only fuzz_outputs,http_fuzz,disk_full,startup_errors]
+    python benchmarks/faults.py [--quick] [--seed 0]
+        [--only fuzz_outputs,http_fuzz,disk_full,startup_errors,kill_resume,retriever_outage]
 
 Prints one JSON object with a figure per scenario and exits 1 if any scenario lost something (a crash, an
 invalid output counted valid, a 5xx, a server that went down, a checkpoint picked while incomplete, a
@@ -15,10 +16,13 @@ fuzz cases; the full run draws 100k outputs per projection. The scenarios (docs/
   (needs permission to mount a tmpfs; reported as skipped otherwise), then resumed with more room;
 - ``startup_errors``: the catalogue test of start-up errors (tests/verl/trainer/test_startup_errors.py);
 - ``dead_env_workers``: ``kill -9`` and ``SIGSTOP`` of ALFWorld worker processes mid-episode, real games played
-  by their walkthroughs (:mod:`benchmarks.faults_env`).
-
-Not measured yet: kill -9 at random moments, retriever outages (see
-docs/reliability.md).
+  by their walkthroughs (:mod:`benchmarks.faults_env`);
+- ``kill_resume``: ``kill -9`` of the whole CLI run (driver, Ray head, workers) at seeded moments aimed at
+  start-up, rollout, update and checkpoint save, resumed with ``resume_mode=auto`` until it completes,
+  then compared with an uninterrupted run (:mod:`benchmarks.faults_kill`; 20 kills over 20 steps, 2 over
+  3 with ``--quick``);
+- ``retriever_outage``: the real retrieval server killed for 5 s, 60 s (10 s with ``--quick``) and for good
+  during Search-QA training (:mod:`benchmarks.faults_outage`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import faults_env, fuzz_http, fuzz_outputs  # noqa: E402
+from benchmarks import faults_env, faults_kill, faults_outage, fuzz_http, fuzz_outputs  # noqa: E402
 from verl.utils.checkpoint import LATEST, CheckpointManager  # noqa: E402
 from verl.utils.fs import shared_data_dir  # noqa: E402
 
@@ -88,6 +92,7 @@ def scenario_fuzz_outputs(sizes: dict[str, int], seed: int, work: Path) -> dict[
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     alf_cfg = OmegaConf.create({
         "env_name": "alfworld/AlfredTWEnv", "seed": 0, "max_steps": 50, "history_length": 2, "rollout": {"n": 1},
+        "step_timeout_s": 120.0,
         "resources_per_worker": {"num_cpus": 0.1},
         "alfworld": {"eval_dataset": "eval_in_distribution", "data_path": str(unpack_shared_data())}})
     alfworld = make_env_manager(alf_cfg, "val", 4)
@@ -222,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized: fewer fuzz cases (<= 15 minutes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors,dead_env_workers")
+    parser.add_argument("--only", default="fuzz_outputs,http_fuzz,disk_full,startup_errors,dead_env_workers,"
+                                          "kill_resume,retriever_outage")
     args = parser.parse_args(argv)
     sizes = ({"projection": 20_000, "search_manager": 5_000, "alfworld_manager": 200} if args.quick else
              {"projection": 100_000, "search_manager": 100_000, "alfworld_manager": 2_000})
@@ -236,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         "dead_env_workers": lambda: faults_env.run(**({"kills": 2, "hangs": 1, "step_timeout_s": 15.0} if args.quick
                                                       else {"kills": 10, "hangs": 3, "num_envs": 8,
                                                             "step_timeout_s": 30.0}), seed=args.seed),
+        "kill_resume": lambda: faults_kill.scenario_kill_resume(
+            work, kills=2 if args.quick else 20, total_steps=3 if args.quick else 20, seed=args.seed),
+        "retriever_outage": lambda: faults_outage.scenario_retriever_outage(
+            work, bm25_index(work), outages_s=(5.0, 10.0 if args.quick else 60.0),
+            max_outage_s=30.0 if args.quick else 90.0, seed=args.seed),
     }
     report: dict[str, Any] = {"mode": "quick" if args.quick else "full", "seed": args.seed, "sizes": sizes}
     started = time.perf_counter()

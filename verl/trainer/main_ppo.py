@@ -14,6 +14,7 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from agent_system.environments import evaluation_tasks, make_env_manager, ray_workers
+from agent_system.environments.env_package.search.client import RetrievalError
 from verl.single_controller import RankPool
 from verl.single_controller.resources import ClusterTooSmall, Demand, ResourcePlan
 from verl.trainer.config.schema import register_schema
@@ -37,6 +38,20 @@ RANK_CPUS = 1.0  # logical CPUs reserved per rank process
 # the device (each names the key/file and the fix); ``main`` prints these without a traceback.
 # Catalogue: tests/verl/trainer/test_startup_errors.py.
 STARTUP_ERRORS = (ConfigError, ValueError, FileNotFoundError, ClusterTooSmall, MemoryPlanError)
+# What stops a running job from outside the training: a checkpoint write that failed (e.g. disk full), a
+# retrieval server down for longer than env.search.max_outage_s. ``main`` prints :func:`stop_message`
+# without a traceback and exits 3 (docs/reliability.md).
+RUN_STOPPING_ERRORS = (CheckpointSaveError, RetrievalError)
+
+
+def stop_message(err: Exception, checkpoint_dir: str) -> str:
+    """One line: what stopped the run, and where ``trainer.resume_mode=auto`` will resume from."""
+    if isinstance(err, CheckpointSaveError):
+        return f"SkillZero stopped: {err}"  # it names the checkpoint resume picks and the fix itself
+    latest = CheckpointManager(checkpoint_dir).latest()
+    resume = f"resumes from {latest}" if latest else "starts from step 0 (no checkpoint was saved yet)"
+    return (f"SkillZero stopped: {err}. Once it answers again, rerun the same command: trainer.resume_mode=auto "
+            f"{resume}")
 
 
 def total_steps(cfg: DictConfig, loader: TaskSlotLoader) -> int:
@@ -158,8 +173,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     try:
         run.trainer.fit()
-    except CheckpointSaveError as err:  # e.g. disk full: the message says what resume will pick and the fix
-        print(f"SkillZero stopped: {err}", file=sys.stderr)
+    except RUN_STOPPING_ERRORS as err:  # disk full, retriever down: the message says what resume picks
+        print(stop_message(err, cfg.trainer.default_local_dir), file=sys.stderr)
         sys.exit(3)
     finally:
         run.close()

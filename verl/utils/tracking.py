@@ -4,7 +4,9 @@
 The file always describes exactly one run history and nothing in it is lost:
 
 - on resume from step S, lines beyond S (written after that checkpoint) are dropped first, the only
-  way lines ever leave the file;
+  way lines ever leave the file; a run killed after saving step S but before logging its line gets the
+  line back from the checkpoint (``trainer_state.json`` holds the step's metrics row, all but the save's
+  own timing);
 - a fresh start (no checkpoint resumed) into a folder whose ``metrics.jsonl`` holds lines moves that file
   aside to ``metrics.<UTC time of its last write>.jsonl`` and starts a new one.
 """
@@ -29,6 +31,11 @@ def _jsonable(v: Any) -> Any:
     if hasattr(v, "item"):
         return _jsonable(v.item())
     return v
+
+
+def jsonable_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The values of a metrics row as JSON values (numpy/torch scalars unwrapped, NaN/inf -> null)."""
+    return {k: _jsonable(v) for k, v in metrics.items()}
 
 
 def _read_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -57,24 +64,33 @@ def _aside_name(path: Path) -> Path:
 
 
 class FileLogger:
-    def __init__(self, path: Path, resume_step: int | None):
-        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start."""
+    def __init__(self, path: Path, resume_step: int | None, resume_row: dict[str, Any] | None = None):
+        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start;
+        ``resume_row``: that step's metrics row as saved in the checkpoint (written here if the file lacks
+        it: the run stopped after the save, before the row was logged)."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            return
         if resume_step is None:
-            if path.read_text().strip():
+            if path.exists() and path.read_text().strip():
                 aside = _aside_name(path)
                 os.replace(path, aside)
                 print(f"fresh start: the metrics already in {path} were moved to {aside}", flush=True)
             return
-        kept = [line for line, row in _read_lines(path) if row.get("step", 0) <= resume_step]
+        rows = [(line, row) for line, row in (_read_lines(path) if path.exists() else [])
+                if row.get("step", 0) <= resume_step]
+        kept = [line for line, _ in rows]
+        if resume_row is not None and not any(row.get("step") == resume_step for _, row in rows):
+            kept.append(_line(resume_row, resume_step))
+            print(f"{path}: restored the metrics row of step {resume_step} from its checkpoint", flush=True)
         write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}) + "\n")
+            f.write(_line(metrics, step) + "\n")
+
+
+def _line(metrics: dict[str, Any], step: int) -> str:
+    return json.dumps({"step": step, **jsonable_metrics(metrics)})
 
 
 class ConsoleLogger:
@@ -110,8 +126,9 @@ class WandbLogger:
 
 class Tracking:
     def __init__(self, backends: list[str], project: str, experiment: str, config: dict, local_dir: str,
-                 resume_step: int | None = None):
-        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start."""
+                 resume_step: int | None = None, resume_row: dict[str, Any] | None = None):
+        """``resume_step``: the checkpoint step this run resumed from, None for a fresh start;
+        ``resume_row``: that step's metrics row saved with the checkpoint (see :class:`FileLogger`)."""
         unknown = [b for b in backends if b not in BACKENDS]
         if unknown:
             raise ValueError(f"trainer.logger has unknown backend(s) {unknown}; choose from {list(BACKENDS)}")
@@ -121,7 +138,7 @@ class Tracking:
             if b == "console":
                 self.loggers.append(ConsoleLogger())
             elif b == "file":
-                self.loggers.append(FileLogger(root / "metrics.jsonl", resume_step))
+                self.loggers.append(FileLogger(root / "metrics.jsonl", resume_step, resume_row))
             elif b == "tensorboard":
                 self.loggers.append(TensorboardLogger(Path(os.environ.get("TENSORBOARD_DIR", root / "tensorboard"))))
             elif b == "wandb":

@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from agent_system.environments.env_package.search.client import HttpSearchBackend, RetrievalError, SearchSettings
 from tests.conftest import REPO_ROOT, echo_overrides, trainer_config
-from verl.trainer.main_ppo import run_ppo
+from verl.trainer.main_ppo import RUN_STOPPING_ERRORS, run_ppo, stop_message
+from verl.utils.checkpoint import CheckpointManager
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -45,15 +48,21 @@ def test_grpo_raises_the_reward_of_a_tiny_model(ray_cluster, tiny_model_dir, ech
 
 
 def test_resumed_run_matches_an_uninterrupted_one(ray_cluster, tiny_model_dir, echo_slots, tmp_path):
-    """2 steps, stop, resume for 2 more == 4 straight steps (same seed): identical weights."""
+    """2 steps, stop, resume for 2 more == 4 straight steps (same seed): identical weights and metrics."""
     def run(out: Path, total: int) -> None:
         run_ppo(trainer_config(echo_overrides(tiny_model_dir, echo_slots, out, trainer__total_training_steps=total,
                                               trainer__save_freq=2, env__max_steps=2)))
 
     run(tmp_path / "straight", 4)
     run(tmp_path / "resumed", 2)
+    metrics = tmp_path / "resumed/metrics.jsonl"  # as if killed after the save of step 2, before its row
+    metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])
     run(tmp_path / "resumed", 4)
-    assert [m["step"] for m in read_metrics(tmp_path / "resumed")] == [1, 2, 3, 4]
+    straight, resumed = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "resumed")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed):  # the row of step 2 came back from the checkpoint, identical
+        assert {k: v for k, v in a.items() if not k.startswith(("timing_s/", "perf/"))} == \
+               {k: v for k, v in b.items() if not k.startswith(("timing_s/", "perf/"))}, a["step"]
     a = merged_weights(tmp_path / "straight/global_step_4/actor", tmp_path / "merged_a")
     b = merged_weights(tmp_path / "resumed/global_step_4/actor", tmp_path / "merged_b")
     initial = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
@@ -138,3 +147,17 @@ def test_gigpo_cli_run_with_dynamic_sampling(tiny_model_dir, echo_slots, tmp_pat
     assert 1 <= m["filter_groups/num_gen_batches"] <= 3 and m["filter_groups/kept_groups"] >= 1
     assert m["critic/advantages/max"] > 0 > m["critic/advantages/min"]
     assert "actor/pg_loss" in m
+
+
+def test_a_retriever_down_for_good_stops_the_run_with_one_line_naming_the_url_and_the_resume_point(tmp_path):
+    """benchmarks/faults_outage.py: a retrieval server gone for good ended the run with a Hydra traceback
+    (exit 1); ``main`` now prints this line without one and exits 3, as for a failed checkpoint write."""
+    url = "http://127.0.0.1:9/retrieve"  # discard port: nothing listens
+    with pytest.raises(RetrievalError) as error:
+        HttpSearchBackend(url, SearchSettings(max_retries=0, retry_backoff=0.0, max_outage_s=0)).search(["q"])
+    assert isinstance(error.value, RUN_STOPPING_ERRORS)
+    assert stop_message(error.value, str(tmp_path)).endswith("starts from step 0 (no checkpoint was saved yet)")
+    CheckpointManager(str(tmp_path)).save(2, lambda tmp: None, {"global_step": 2})
+    message = stop_message(error.value, str(tmp_path))
+    assert message.startswith(f"SkillZero stopped: retrieval server {url} failed every request")
+    assert message.endswith(f"trainer.resume_mode=auto resumes from {(tmp_path / 'global_step_2').resolve()}")

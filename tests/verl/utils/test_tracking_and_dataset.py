@@ -39,6 +39,19 @@ def test_a_fresh_start_moves_earlier_metrics_aside_instead_of_truncating_them(tm
     assert sorted(steps_in(p) for p in tmp_path.glob("metrics.*.jsonl")) == [[0, 1, 2], [1]]
 
 
+def test_resume_restores_the_row_of_a_step_killed_between_its_save_and_its_row(tmp_path, capsys):
+    """kill -9 after the checkpoint of step 2 was committed but before its row was written (found by
+    benchmarks/faults_kill.py): resume from step 2 writes the row saved with the checkpoint, once."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n')
+    Tracking(["file"], "p", "e", {}, str(tmp_path), resume_step=2, resume_row={"loss": 0.25})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"step": 1, "loss": 0.5},
+                                                                            {"step": 2, "loss": 0.25}]
+    assert "restored the metrics row of step 2" in capsys.readouterr().out
+    Tracking(["file"], "p", "e", {}, str(tmp_path), resume_step=2, resume_row={"loss": 0.25})  # row there: kept
+    assert steps_in(path) == [1, 2]
+
+
 def test_resume_drops_a_torn_last_line_and_names_any_other_bad_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')

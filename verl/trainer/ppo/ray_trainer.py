@@ -31,7 +31,7 @@ from verl.utils.checkpoint import CheckpointManager, read_trainer_state
 from verl.utils.dataset import TaskSlotLoader
 from verl.utils.progress import progress_bar, step_timing_line
 from verl.utils.torch_functional import masked_mean, place_reward_on_last_token
-from verl.utils.tracking import Tracking
+from verl.utils.tracking import Tracking, jsonable_metrics
 from verl.workers.actor import layout_mini_batches
 
 
@@ -66,6 +66,7 @@ class RayPPOTrainer:
         self.skills = skills  # skill_schedule.StaticSkills | CurriculumSkills | None (no skills)
         self.make_test_envs = make_test_envs
         self.resume_from = resume_from  # the checkpoint to resume from (CheckpointManager.resume_path), None = fresh
+        self.resumed_row: dict[str, Any] | None = None  # the metrics row saved with that checkpoint
         self.global_step = 0
         self.group_n = cfg.env.rollout.n
         self.reward_fn = EpisodeRewardManager()
@@ -88,7 +89,8 @@ class RayPPOTrainer:
         cfg = self.cfg.trainer
         self.tracker = Tracking(list(cfg.logger), cfg.project_name, cfg.experiment_name,
                                 OmegaConf.to_container(self.cfg, resolve=True), cfg.default_local_dir,
-                                resume_step=self.global_step if self.resume_from is not None else None)
+                                resume_step=self.global_step if self.resume_from is not None else None,
+                                resume_row=self.resumed_row)
         if self.skills is not None:
             self.skills.apply(self.envs.train, self.envs.val)
         if cfg.val_before_train and self.global_step == 0:
@@ -104,13 +106,14 @@ class RayPPOTrainer:
             if cfg.test_freq > 0 and (step % cfg.test_freq == 0 or last):
                 with timer("testing", timings):
                     metrics.update(self._validate(step))
-            if cfg.save_freq > 0 and (step % cfg.save_freq == 0 or last):
-                with timer("save_checkpoint", timings):
-                    self._save_checkpoint()
-            metrics.update({f"timing_s/{k}": v for k, v in timings.items()})
             metrics.update(throughput_metrics(batch, timings, self.actor_wg.world_size))
             metrics["training/global_step"] = step
             metrics["training/epoch"] = self.train_loader.epoch
+            metrics.update({f"timing_s/{k}": v for k, v in timings.items()})
+            if cfg.save_freq > 0 and (step % cfg.save_freq == 0 or last):
+                with timer("save_checkpoint", timings):
+                    self._save_checkpoint(metrics)  # the checkpoint carries the step's metrics row
+                metrics["timing_s/save_checkpoint"] = timings["save_checkpoint"]
             tqdm.write(step_timing_line(step, self.total_training_steps, timings), file=sys.stdout)
             self.tracker.log(metrics, step=step)
         if cfg.test_after_train:
@@ -315,7 +318,9 @@ class RayPPOTrainer:
         return {f"test/{k}": v for k, v in evaluation_metrics(result).items()}
 
     # ------------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, metrics: dict[str, Any]) -> None:
+        """Save the step; ``metrics`` (its metrics row so far) goes into the trainer state, so a run killed
+        after the save but before the row reached metrics.jsonl gets the row back on resume."""
         def write(tmp: Path) -> None:
             self.actor_wg.execute_all("save_checkpoint", str(tmp / "actor"))
             if self.critic_wg is not None:
@@ -323,7 +328,8 @@ class RayPPOTrainer:
 
         state = {"global_step": self.global_step, "dataloader": self.train_loader.state_dict(),
                  "kl_coef": self.kl_ctrl.value,
-                 "skills": self.skills.state_dict() if self.skills is not None else None}
+                 "skills": self.skills.state_dict() if self.skills is not None else None,
+                 "metrics": jsonable_metrics(metrics)}
         self.ckpt.save(self.global_step, write, state)
 
     def _load_checkpoint(self) -> None:
@@ -337,6 +343,7 @@ class RayPPOTrainer:
         self.global_step = int(state["global_step"])
         self.train_loader.load_state_dict(state["dataloader"])
         self.kl_ctrl.value = float(state["kl_coef"])
+        self.resumed_row = state.get("metrics")  # absent in checkpoints written before rows were saved
         if self.skills is not None and state.get("skills") is not None:
             self.skills.load_state_dict(state["skills"])
         print(f"resumed from {path} at global step {self.global_step}", flush=True)

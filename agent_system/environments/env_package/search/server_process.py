@@ -41,12 +41,15 @@ class RetrievalServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base_url}/retrieve"
         self._log = tempfile.TemporaryFile(mode="w+")
+        self._command = [sys.executable, str(script), "--index_path", str(index_dir), "--port", str(self.port),
+                         *extra_args]
+        self.start(start_timeout_s)
+
+    def start(self, timeout_s: float = 300.0) -> None:
+        """Start the server process (again, after :meth:`stop` or :meth:`kill`: same port, same URL)."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-        self.process = subprocess.Popen(
-            [sys.executable, str(script), "--index_path", str(index_dir), "--port", str(self.port), *extra_args],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
-        )
-        self._wait_until_healthy(start_timeout_s)
+        self.process = subprocess.Popen(self._command, env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        self._wait_until_healthy(timeout_s)
 
     def _wait_until_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -68,6 +71,11 @@ class RetrievalServer:
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read()
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or an OOM kill would (no graceful shutdown)."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
