@@ -109,16 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         # run at 0. On a machine shared with other jobs that alone would decide the comparison.
         os.environ.setdefault("RAY_worker_niceness", "0")
         init_ray(num_cpus=max(4, os.cpu_count() or 1), log_to_driver=False)
-    try:
-        for name in args.sections:
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone (Ray prints warnings)
+    # stdout carries the JSON alone: Ray prints warnings (also while shutting down) and libraries progress
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            for name in args.sections:
+                started = time.perf_counter()
                 report[name] = run_section(name, args)
-            report["seconds"][name] = round(time.perf_counter() - started, 1)
-            print(f"[compare] {name} done in {report['seconds'][name]:.0f}s", file=sys.stderr, flush=True)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+                report["seconds"][name] = round(time.perf_counter() - started, 1)
+                print(f"[compare] {name} done in {report['seconds'][name]:.0f}s", file=sys.stderr, flush=True)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
     report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(report, indent=2))
     return 0
