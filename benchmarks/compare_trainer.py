@@ -14,7 +14,9 @@ padding excluded, over wall seconds; the first step of every run is dropped as w
   batch, as our engine does), counting response tokens up to and including EOS.
 Ratios: ``ratio_vs_trl`` = ours / TRL tokens/s; ``update_vs_raw_fwd_bwd`` = our update's tokens/s
 (step tokens / ``timing_s/update_actor``) / raw; ``gen_vs_bare_generate`` = our rollout's response
-tokens/s (response tokens / ``timing_s/gen``) / bare generate's.
+tokens/s (response tokens / ``timing_s/gen``) / bare generate's; ``gen_vs_bare_generate_per_decode_step``
+the same per decoding step of the whole batch (longest response / seconds), which does not depend on how
+long the sampled responses happened to be (tokens/s does: ``generate`` runs until the longest one ends).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ RATIOS = {
     "ratio_vs_trl": ("ours_tokens_per_s", "trl_tokens_per_s"),
     "update_vs_raw_fwd_bwd": ("ours_update_tokens_per_s", "raw_fwd_bwd_tokens_per_s"),
     "gen_vs_bare_generate": ("ours_gen_tokens_per_s", "bare_generate_tokens_per_s"),
+    "gen_vs_bare_generate_per_decode_step": ("ours_gen_decode_steps_per_s", "bare_generate_decode_steps_per_s"),
 }
 
 
@@ -75,6 +78,8 @@ def ours(args, work: Path, last: dict) -> dict[str, float]:
                                                       for r in rows),
         "ours_gen_tokens_per_s": statistics.median(r["response_length/mean"] * n / r["timing_s/gen"]
                                                    for r, n in zip(rows, samples)),
+        # one turn = one generate call over all samples, which runs until the longest response ends
+        "ours_gen_decode_steps_per_s": statistics.median(r["response_length/max"] / r["timing_s/gen"] for r in rows),
         "ours_seconds_per_step": statistics.median(r["timing_s/step"] for r in rows),
         "ours_gen_s": statistics.median(r["timing_s/gen"] for r in rows),
         # 0 when the old log-probs come from the update's forward (one epoch over one mini-batch)
@@ -132,7 +137,8 @@ def bare_generate(model: torch.nn.Module, tokenizer, eos_ids: list[int], prompts
     responses = out[:, inputs["input_ids"].shape[1]:]
     is_eos = torch.isin(responses, torch.tensor(eos_ids))
     before_first_eos = (is_eos.long().cumsum(-1) - is_eos.long()) == 0  # tokens up to and including EOS
-    return {"bare_generate_tokens_per_s": float(before_first_eos.sum()) / seconds}
+    return {"bare_generate_tokens_per_s": float(before_first_eos.sum()) / seconds,
+            "bare_generate_decode_steps_per_s": responses.shape[1] / seconds}
 
 
 def run(args) -> dict:
