@@ -17,7 +17,7 @@ the final test plays the test tasks with all skills merged and with none. From e
 ``metrics.jsonl`` it writes ``internalization.json`` (every run, every validation, mean ± std per method),
 ``internalization.png`` (zero-skill success vs step per method, with SKILL0's skill budget) and
 ``internalization.md`` to ``--out`` (rewritten after every run, so a cut-off benchmark keeps the runs that
-finished), and prints the JSON. ``--quick`` runs one seed of each method.
+finished; ``--resume`` reuses them), and prints the JSON. ``--quick`` runs one seed of each method.
 Extra arguments are Hydra overrides for every run (e.g. ``trainer.total_training_steps=24``); one of
 ``env.curriculum_learning.max_set_schedule`` changes skill0's schedule only (grpo and static fix theirs).
 """
@@ -60,20 +60,45 @@ def cli_overrides(method: str, seed: int, slots: dict[str, Path], run_dir: Path,
     ]
 
 
-def run_once(method: str, seed: int, slots: dict[str, Path], out: Path, overrides: list[str]) -> dict[str, Any]:
-    """Train one (method, seed) through the CLI; returns its summary (see :func:`summarize`)."""
+def run_once(method: str, seed: int, slots: dict[str, Path], out: Path, overrides: list[str],
+             resume: bool = False) -> dict[str, Any]:
+    """Train one (method, seed) through the CLI; returns its summary (see :func:`summarize`).
+
+    With ``resume``, a run whose folder holds a finished run of the very same command (``run.json``,
+    written after the run, and a ``metrics.jsonl`` with its final test) is read back instead of rerun."""
     run_dir = out / "runs" / f"{method}_seed{seed}"
-    command = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-name", PRESET,
-               *cli_overrides(method, seed, slots, run_dir, overrides)]
+    overrides_of_run = cli_overrides(method, seed, slots, run_dir, overrides)
+    finished = finished_run(run_dir, overrides_of_run) if resume else None
+    if finished is not None:
+        return {"method": method, "seed": seed, **finished}
+    command = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-name", PRESET, *overrides_of_run]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    for stale in ("metrics.jsonl", "run.json"):
+        (run_dir / stale).unlink(missing_ok=True)
     start = time.time()
     with open(run_dir / "log.txt", "w") as log:
         proc = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {"method": method, "seed": seed, "seconds": round(time.time() - start, 1), **summarize(rows)}
+    seconds = round(time.time() - start, 1)
+    summary = {"seconds": seconds, **summarize(read_metrics(run_dir))}
+    write_text_atomic(run_dir / "run.json", json.dumps({"overrides": overrides_of_run, "seconds": seconds}) + "\n")
+    return {"method": method, "seed": seed, **summary}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def finished_run(run_dir: Path, overrides_of_run: list[str]) -> dict[str, Any] | None:
+    """The summary of the finished run in ``run_dir`` if it ran exactly ``overrides_of_run``, else None."""
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+        if record["overrides"] != overrides_of_run:
+            return None
+        return {"seconds": record["seconds"], **summarize(read_metrics(run_dir))}
+    except (OSError, ValueError, KeyError):  # no record, an unreadable one, or an unfinished run: run it again
+        return None
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -224,6 +249,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--out", default="checkpoints/internalization", help="runs and results folder")
     parser.add_argument("--tasks", type=int, nargs=3, default=[256, 32, 64], metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the runs in --out that finished with the very same command line")
     args, overrides = parser.parse_known_args()
     bad = [o for o in overrides if "=" not in o or o.startswith("-")]
     if bad:
@@ -235,7 +262,7 @@ def main() -> None:
     start, runs = time.time(), []
     for seed in seeds:
         for method in args.methods:  # results after every run: a benchmark cut off keeps the runs that finished
-            runs.append(run_once(method, seed, slots, out, overrides))
+            runs.append(run_once(method, seed, slots, out, overrides, args.resume))
             result = write_results(out, runs, seeds, overrides, time.time() - start)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
 

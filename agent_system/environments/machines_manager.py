@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agent_system.environments.base import EnvironmentManagerBase, Observation
-from agent_system.environments.env_package.machines.envs import PROCEDURE_LENGTH, MachineGame
+from agent_system.environments.env_package.machines.envs import PROCEDURE_LENGTH, SUCCESS_REWARD, MachineGame
 from agent_system.environments.env_package.machines.projection import machines_projection
 from agent_system.environments.env_package.machines.tasks import task_from_kwargs
 from agent_system.environments.prompts.machines import (
@@ -29,13 +29,18 @@ from agent_system.environments.prompts.machines import (
 class MachinesEnvironmentManager(EnvironmentManagerBase):
     """``num_envs`` machines episodes behind the text-in / text-out manager API."""
 
-    def __init__(self, num_envs: int, max_steps: int, history_length: int):
+    def __init__(self, num_envs: int, max_steps: int, history_length: int, press_reward: float = 0.0):
         super().__init__(num_envs)
         if max_steps < PROCEDURE_LENGTH:
             raise ValueError(f"env.max_steps={max_steps} leaves no way to press the {PROCEDURE_LENGTH} buttons of a "
                              f"machine; set env.max_steps >= {PROCEDURE_LENGTH}")
         if history_length < 0:
             raise ValueError(f"env.history_length={history_length} must be >= 0")
+        if not 0.0 <= press_reward < SUCCESS_REWARD / (PROCEDURE_LENGTH - 1):
+            raise ValueError(f"env.machines.press_reward={press_reward} must be >= 0 and below "
+                             f"{SUCCESS_REWARD / (PROCEDURE_LENGTH - 1):g}, so that starting the machine pays more "
+                             f"than all the other right presses together (0 = binary reward)")
+        self.press_reward = press_reward
         self.max_steps = max_steps
         self.history_length = history_length
         self.games: list[MachineGame] = []
@@ -44,7 +49,7 @@ class MachinesEnvironmentManager(EnvironmentManagerBase):
     def reset(self, kwargs: list[dict[str, Any]]) -> tuple[Observation, list[dict[str, Any]]]:
         if len(kwargs) != self.num_envs:
             raise ValueError(f"reset got {len(kwargs)} kwargs dicts for {self.num_envs} envs")
-        self.games = [MachineGame(task_from_kwargs(kw), self.max_steps) for kw in kwargs]
+        self.games = [MachineGame(task_from_kwargs(kw), self.max_steps, self.press_reward) for kw in kwargs]
         self._valid = [None] * self.num_envs
         return self._observation(), self._infos()
 
@@ -101,4 +106,5 @@ class MachinesEnvironmentManager(EnvironmentManagerBase):
 def make_manager(env_cfg: Any, split: str, num_envs: int) -> MachinesEnvironmentManager:
     """Build the manager from the ``env`` config section; ``split`` does not change behaviour (the task
     slots carry the tasks: ``python -m agent_system.environments.env_package.machines.tasks``)."""
-    return MachinesEnvironmentManager(num_envs, int(env_cfg.max_steps), int(env_cfg.history_length))
+    return MachinesEnvironmentManager(num_envs, int(env_cfg.max_steps), int(env_cfg.history_length),
+                                      float(env_cfg.machines.press_reward))

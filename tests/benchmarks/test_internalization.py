@@ -80,3 +80,33 @@ def test_every_method_runs_the_preset_with_only_its_schedule_changed(method, sch
             "machines", 3, 4, "/slots/val.parquet")
         assert (cfg.actor_rollout_ref.actor.optim.lr, cfg.data.train_batch_size, cfg.env.rollout.n) == (2e-5, 4, 4)
         assert config_problems(cfg) == []
+
+
+def test_resume_reuses_a_finished_run_of_the_same_command_only(tmp_path, monkeypatch):
+    slots = {split: tmp_path / f"{split}.parquet" for split in ("train", "val", "test")}
+    run_dir = tmp_path / "runs" / "grpo_seed0"
+    steps2 = ["trainer.total_training_steps=2"]
+
+    def finished_run() -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics([0.0, 0.25], 0.5, [0, 0])))
+        overrides = bench.cli_overrides("grpo", 0, slots, run_dir, steps2)
+        (run_dir / "run.json").write_text(json.dumps({"overrides": overrides, "seconds": 42.0}))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("resume trained a run that had finished")
+
+    monkeypatch.setattr(bench.subprocess, "run", no_training)
+    finished_run()
+    reused = bench.run_once("grpo", 0, slots, tmp_path, steps2, resume=True)
+    assert (reused["method"], reused["seconds"], reused["test_no_skill"]) == ("grpo", 42.0, 0.5)
+    for other, resume in ((["trainer.total_training_steps=4"], True), ([*steps2, "env.machines.press_reward=1"], True),
+                          (steps2, False)):  # another command, or no --resume: trained again
+        finished_run()
+        with pytest.raises(AssertionError, match="resume trained"):
+            bench.run_once("grpo", 0, slots, tmp_path, other, resume=resume)
+        assert not (run_dir / "run.json").exists()  # a rerun drops the old record before training
+    finished_run()
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics([0.0], 0.5, [0])[:-1]))
+    with pytest.raises(AssertionError, match="resume trained"):  # a run without its final test is rerun
+        bench.run_once("grpo", 0, slots, tmp_path, steps2, resume=True)

@@ -74,6 +74,15 @@ def test_the_procedure_starts_the_machine_and_pays_only_on_the_winning_press():
         game.step("green")
 
 
+def test_press_reward_pays_each_right_press_short_of_the_start_and_leaves_success_unchanged():
+    game = MachineGame(task("lift"), max_steps=3, press_reward=1.0)
+    assert [game.step("blue"), game.step("yellow"), game.step("red")] == [1.0, 1.0, SUCCESS_REWARD]
+    assert game.won
+    jammed = MachineGame(task("lift"), max_steps=3, press_reward=1.0)
+    assert [jammed.step("blue"), jammed.step("red")] == [1.0, 0.0]  # the wrong press jams and pays nothing
+    assert jammed.jammed and not jammed.won
+
+
 def test_a_wrong_button_jams_the_machine_and_ends_the_episode():
     game = MachineGame(task("pump"), max_steps=10)
     game.step("red")
@@ -217,6 +226,17 @@ def test_the_trainer_builds_the_manager_from_env_name():
     cfg = trainer_config(["env.env_name=machines", "env.max_steps=4", "env.history_length=2"])
     manager = make_env_manager(cfg.env, "val", 3)
     assert isinstance(manager, MachinesEnvironmentManager) and (manager.num_envs, manager.max_steps) == (3, 4)
+    assert manager.press_reward == 0.0  # binary episode reward by default
+    cfg = trainer_config(["env.env_name=machines", "env.max_steps=3", "env.machines.press_reward=1"])
+    manager = make_env_manager(cfg.env, "train", 1)
+    manager.reset(kwargs_of(task("oven")))
+    assert manager.step(["green"])[1].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("press_reward", [-1.0, 5.0])
+def test_a_press_reward_that_is_negative_or_outweighs_the_start_is_refused(press_reward):
+    with pytest.raises(ValueError, match="env.machines.press_reward"):
+        MachinesEnvironmentManager(num_envs=1, max_steps=3, history_length=2, press_reward=press_reward)
 
 
 # ------------------------------------------------------------------------------------ chance level

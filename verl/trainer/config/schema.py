@@ -229,6 +229,11 @@ class EchoConfig:
 
 
 @dataclass
+class MachinesConfig:
+    press_reward: float = MISSING  # reward of each right press that does not start the machine (0 = binary)
+
+
+@dataclass
 class EnvConfig:
     env_name: str = MISSING
     seed: int = MISSING
@@ -245,6 +250,7 @@ class EnvConfig:
     alfworld: AlfworldConfig = _section(AlfworldConfig)
     search: SearchConfig = _section(SearchConfig)
     echo: EchoConfig = _section(EchoConfig)
+    machines: MachinesConfig = _section(MachinesConfig)
 
 
 @dataclass

@@ -12,11 +12,16 @@ One episode:
 * pressing the next button of the procedure lights it; pressing any other admissible button jams the
   machine and ends the episode (reward 0);
 * the press that completes the procedure starts the machine: the episode is won and pays
-  :data:`SUCCESS_REWARD`; every other step pays 0;
+  :data:`SUCCESS_REWARD`; every other right press pays ``press_reward`` (``env.machines.press_reward``,
+  0 by default: a binary episode reward), every other step 0;
 * a turn whose output names no admissible button presses nothing (the turn is used up);
 * the episode also ends when the turns left (``max_steps``) can no longer complete the procedure.
 
 A policy that picks uniformly among the admissible buttons wins with probability 1/(5·4·3) = 1/60.
+
+``press_reward`` densifies the signal without changing what success is: GRPO normalises returns within
+a group of copies of one task, so with a binary reward a group whose copies all fail carries no gradient;
+a right first press (1 in 5 at chance) then already separates the copies of a group.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class MachineGame:
 
     task: MachineTask
     max_steps: int
+    press_reward: float = 0.0
     pressed: list[str] = field(default_factory=list)
     turns: int = 0
     won: bool = False
@@ -100,4 +106,4 @@ class MachineGame:
             return 0.0
         self.pressed.append(button)
         self.won = len(self.pressed) == len(self.procedure)
-        return SUCCESS_REWARD if self.won else 0.0
+        return SUCCESS_REWARD if self.won else self.press_reward
