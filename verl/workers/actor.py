@@ -251,12 +251,11 @@ class DataParallelPPOActor:
         """
         cfg = self.cfg
         skip = skips_zero_advantage(cfg)
-        extra: dict[str, float] = {}
-        if skip:
-            extra["actor/zero_adv_skipped"] = self._skipped_fraction(data, self._rows_to_run(data, skip))
+        rows = self._rows_to_run(data, skip)
+        extra = {"actor/zero_adv_skipped": self._skipped_fraction(data, rows)} if skip else {}
         reuse = "old_log_probs" not in data.batch
         if reuse and not self.old_log_probs_from_update(data):
-            extra.update(self._old_log_probs_first(data, temperature, self._rows_to_run(data, skip)))
+            extra.update(self._old_log_probs_first(data, temperature, rows))
             reuse = False
         self.module.train()
         losses: dict[str, list[float]] = {}
@@ -267,11 +266,9 @@ class DataParallelPPOActor:
                 norm = LossNorm.of(mini, self.device, self.world_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 mini_loss: dict[str, float] = {"actor/pg_loss": 0.0}
-                passes = balanced_micro_batches(mini, self._rows_to_run(mini, skip),
-                                                cfg.ppo_micro_batch_size_per_gpu, self.device)
-                ran_any = False
+                passes = list(balanced_micro_batches(mini, self._rows_to_run(mini, skip),
+                                                     cfg.ppo_micro_batch_size_per_gpu, self.device))
                 for micro, idx in passes:
-                    ran_any = True
                     if idx is None:
                         self._filler_step(micro, temperature)
                         continue
@@ -285,7 +282,7 @@ class DataParallelPPOActor:
                     for k, v in ratio_stats.items():
                         ratio_sums[k] += v
                     n_micro += 1
-                if not ran_any:  # no rank ran a pass: the step the full pass gives on all-zero gradients
+                if not passes:  # no rank ran a pass (all have as many): the full pass's step on zero gradients
                     zero_gradients(self.optimizer)
                 mini_loss["actor/grad_norm"] = optimizer_step(self.module, self.optimizer, cfg.grad_clip)
                 for k, v in mini_loss.items():
