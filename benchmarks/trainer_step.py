@@ -76,7 +76,7 @@ def run_rows(model: str, ranks: int, steps: int, group: int, batch: int, work: P
 def summarize_rows(rows: list[dict]) -> dict:
     """Mean seconds per step and phase, tokens per second and samples per step."""
     return {
-        "seconds_per_step": {p: round(statistics.mean(r[f"timing_s/{p}"] for r in rows), 3) for p in PHASES},
+        "seconds_per_step": {p: round(statistics.mean(r.get(f"timing_s/{p}", 0.0) for r in rows), 3) for p in PHASES},
         "tokens_per_second": round(statistics.mean(r["perf/total_num_tokens"] / r["timing_s/step"] for r in rows), 1),
         "samples_per_step": statistics.mean(r["rollout/num_samples"] for r in rows),
     }

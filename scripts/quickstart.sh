@@ -2,7 +2,7 @@
 # The main job: a short SKILL0 training run on CPU with the embedded SmolLM2-135M-Instruct.
 #   bash scripts/quickstart.sh [alfworld|machines|search] [hydra overrides ...]
 #
-# alfworld (default, ~11 minutes on 2 cores): ALFWorld games (bundled data), groups of 2, budget 2 -> 0.
+# alfworld (default, ~4-6 minutes on 2 cores): ALFWorld games (bundled data), groups of 2, budget 2 -> 0.
 #   Too hard for a 135M model: success stays 0, so it shows the machinery, not learning.
 # machines: the skill-dependent machines environment (verl/trainer/config/machines_laptop.yaml). Each
 #   machine starts only with its own button order, which only its skill file states; skills start in the

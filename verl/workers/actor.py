@@ -32,6 +32,9 @@ from verl.utils.packing import response_outputs
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits, masked_sum
 from verl.utils.vision import VisionInputs, mrope_position_ids, multimodal_inputs
 from verl.workers.fsdp_utils import all_reduce_sum, optimizer_step
+from verl.workers.zero_advantage import balanced_micro_batches, rows_with_gradient, skips_zero_advantage, zero_gradients
+
+RATIO_METRICS = ("actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower")
 
 
 def effective_response_mask(data: DataProto) -> torch.Tensor:
@@ -194,8 +197,44 @@ class DataParallelPPOActor:
         return (self.cfg.ppo_epochs == 1 and len(split_mini_batches(data)) == 1
                 and not dropout_active(self.module))
 
-    def _global_mean(self, total: float, count: float) -> float:
-        return all_reduce_sum(total, self.device) / max(all_reduce_sum(count, self.device), 1.0)
+    def _global_mean(self, total: float, count: float) -> float | None:
+        """sum(total) / sum(count) over ranks; None when no rank counted anything."""
+        count = all_reduce_sum(count, self.device)
+        total = all_reduce_sum(total, self.device)
+        return total / count if count > 0 else None
+
+    def _rows_to_run(self, data: DataProto, skip: bool) -> np.ndarray:
+        """Indices of the rows whose forward/backward runs: all, or with ``skip`` those with gradient."""
+        if not skip:
+            return np.arange(len(data))
+        return np.flatnonzero(rows_with_gradient(data.batch["advantages"], effective_response_mask(data)))
+
+    def _old_log_probs_first(self, data: DataProto, temperature: float, rows: np.ndarray) -> dict[str, float]:
+        """The separate old-policy pass (eval mode) over ``rows``, the only ones the update reads; returns
+        ``actor/entropy_rollout`` over them (absent when no rank has any)."""
+        old = torch.zeros(data.batch["responses"].shape, dtype=torch.float32)
+        entropy_sum = tokens = 0.0
+        self.module.eval()
+        with torch.no_grad():
+            for micro, idx in balanced_micro_batches(data, rows, self.cfg.ppo_micro_batch_size_per_gpu, self.device):
+                logp, entropy = self._log_probs(micro, temperature, with_entropy=True)
+                if idx is not None:
+                    old[idx] = logp.cpu().float()
+                    mask = effective_response_mask(micro).to(self.device)
+                    entropy_sum += float(masked_sum(entropy, mask))
+                    tokens += float(mask.sum())
+        data.batch["old_log_probs"] = old
+        mean = self._global_mean(entropy_sum, tokens)
+        return {} if mean is None else {"actor/entropy_rollout": mean}
+
+    def _skipped_fraction(self, data: DataProto, rows: np.ndarray) -> float:
+        """``actor/zero_adv_skipped``: the share of real (non-padding) samples whose passes were skipped."""
+        real = np.ones(len(data), bool)
+        if "is_pad" in data.non_tensor_batch:
+            real = ~data.non_tensor_batch["is_pad"].astype(bool)
+        ran = np.zeros(len(data), bool)
+        ran[rows] = True
+        return self._global_mean(float((real & ~ran).sum()), float(real.sum())) or 0.0
 
     def update_policy(self, data: DataProto, temperature: float) -> dict[str, float]:
         """PPO epochs over the driver's mini-batches; one optimizer step per mini-batch.
@@ -203,28 +242,36 @@ class DataParallelPPOActor:
         Without ``old_log_probs`` in ``data`` they come from the update's own forward when
         :meth:`old_log_probs_from_update` holds, else from a separate pass run here first; either way
         ``actor/entropy_rollout`` reports the mean entropy of the old policy on the response tokens.
+        With :func:`~verl.workers.zero_advantage.skips_zero_advantage` only the rows with a non-zero
+        advantage run (forward, backward, old log-probs) while the loss normalisers count every row: the
+        same update, and ``actor/zero_adv_skipped`` says which share of the samples was skipped.
         Loss metrics (``*_loss``) are the mini-batch loss (averaged over mini-batches); the per-token
-        ratios (clip fractions, ppo_kl) are averaged over micro-batches.
+        ratios (clip fractions, ppo_kl) and ``entropy_rollout`` are averaged over the micro-batches
+        (tokens) that ran, on all ranks, and absent when none ran.
         """
         cfg = self.cfg
-        extra: dict[str, float] = {}
+        skip = skips_zero_advantage(cfg)
+        rows = self._rows_to_run(data, skip)
+        extra = {"actor/zero_adv_skipped": self._skipped_fraction(data, rows)} if skip else {}
         reuse = "old_log_probs" not in data.batch
         if reuse and not self.old_log_probs_from_update(data):
-            data.batch["old_log_probs"], entropy = self.compute_log_prob(
-                data, cfg.ppo_micro_batch_size_per_gpu, temperature, with_entropy=True)
-            mask = effective_response_mask(data)
-            extra["actor/entropy_rollout"] = self._global_mean(float(masked_sum(entropy, mask)), float(mask.sum()))
+            extra.update(self._old_log_probs_first(data, temperature, rows))
             reuse = False
         self.module.train()
         losses: dict[str, list[float]] = {}
-        ratios: dict[str, list[float]] = {}
-        entropy_sum = tokens = 0.0
+        ratio_sums = dict.fromkeys(RATIO_METRICS, 0.0)
+        n_micro = entropy_sum = tokens = 0.0
         for _ in range(cfg.ppo_epochs):
             for mini in split_mini_batches(data):
                 norm = LossNorm.of(mini, self.device, self.world_size)
                 self.optimizer.zero_grad(set_to_none=True)
-                mini_loss: dict[str, float] = {}
-                for micro in mini.split(cfg.ppo_micro_batch_size_per_gpu):
+                mini_loss: dict[str, float] = {"actor/pg_loss": 0.0}
+                passes = list(balanced_micro_batches(mini, self._rows_to_run(mini, skip),
+                                                     cfg.ppo_micro_batch_size_per_gpu, self.device))
+                for micro, idx in passes:
+                    if idx is None:
+                        self._filler_step(micro, temperature)
+                        continue
                     loss_stats, ratio_stats, entropy = self._micro_step(micro, temperature, norm, reuse)
                     if reuse:
                         mask = effective_response_mask(micro).to(self.device)
@@ -233,18 +280,29 @@ class DataParallelPPOActor:
                     for k, v in loss_stats.items():
                         mini_loss[k] = mini_loss.get(k, 0.0) + v
                     for k, v in ratio_stats.items():
-                        ratios.setdefault(k, []).append(v)
-                grad_norm = optimizer_step(self.module, self.optimizer, cfg.grad_clip)
-                mini_loss["actor/grad_norm"] = grad_norm
+                        ratio_sums[k] += v
+                    n_micro += 1
+                if not passes:  # no rank ran a pass (all have as many): the full pass's step on zero gradients
+                    zero_gradients(self.optimizer)
+                mini_loss["actor/grad_norm"] = optimizer_step(self.module, self.optimizer, cfg.grad_clip)
                 for k, v in mini_loss.items():
                     losses.setdefault(k, []).append(v)
-        if reuse:
-            extra["actor/entropy_rollout"] = self._global_mean(entropy_sum, tokens)
-        metrics = {k: float(np.mean(v)) for k, v in {**losses, **ratios}.items()}
+        metrics = {k: float(np.mean(v)) for k, v in losses.items()}
+        for k, total in ratio_sums.items():
+            if (mean := self._global_mean(total, n_micro)) is not None:
+                metrics[k] = mean
+        if reuse and (mean := self._global_mean(entropy_sum, tokens)) is not None:
+            extra["actor/entropy_rollout"] = mean
         metrics.update(extra)
         metrics["actor/lr"] = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()  # once per training step, so the warm-up ratio counts training steps
         return metrics
+
+    def _filler_step(self, micro: DataProto, temperature: float) -> None:
+        """A forward/backward with zero gradient, so this rank joins FSDP's collectives of a pass that
+        another rank runs (:func:`~verl.workers.zero_advantage.balanced_micro_batches`)."""
+        logp, _ = self._log_probs(micro, temperature, with_entropy=False)
+        (logp.sum() * 0.0).backward()
 
     def _micro_step(self, micro: DataProto, temperature: float, norm: "LossNorm", reuse_old: bool
                     ) -> tuple[dict[str, float], dict[str, float], torch.Tensor | None]:
@@ -273,8 +331,7 @@ class DataParallelPPOActor:
         )
         loss = pg["pg_loss"]
         stats = {"actor/pg_loss": float(loss.detach()) * scale}
-        ratios = {k: float(pg[k]) for k in ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")}
-        ratios = {f"actor/{k}": v for k, v in ratios.items()}
+        ratios = {k: float(pg[k.removeprefix("actor/")]) for k in RATIO_METRICS}
         if cfg.entropy_coeff != 0:
             ent_loss = core_algos.compute_entropy_loss(entropy, mask, agg, global_token_count=gtc)
             loss = loss - cfg.entropy_coeff * ent_loss

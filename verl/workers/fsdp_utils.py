@@ -140,6 +140,12 @@ def all_reduce_sum(value: float, device: torch.device) -> float:
     return float(t)
 
 
+def all_reduce_max(value: int, device: torch.device) -> int:
+    t = torch.tensor(int(value), dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
 def _model_and_optim_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                            trainable_only: bool) -> dict:
     """``{"model": ..., "optim": ...}`` state dicts (optimizer left out when None). ``trainable_only`` keeps

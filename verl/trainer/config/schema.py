@@ -78,6 +78,8 @@ class ActorConfig:
     loss_agg_mode: str = MISSING
     entropy_coeff: float = MISSING
     use_kl_loss: bool = MISSING
+    # skip forward/backward of samples whose advantage is all 0 when their gradient is exactly 0 (docs/performance.md)
+    skip_zero_advantage: bool = MISSING
     kl_loss_coef: float = MISSING
     kl_loss_type: str = MISSING  # kl | abs | mse | low_var_kl
     grad_clip: float = MISSING

@@ -33,6 +33,7 @@ from verl.utils.progress import progress_bar, step_timing_line
 from verl.utils.torch_functional import masked_mean, place_reward_on_last_token
 from verl.utils.tracking import Tracking, jsonable_metrics
 from verl.workers.actor import layout_mini_batches
+from verl.workers.zero_advantage import skips_zero_advantage
 
 
 def derive_seed(*parts: Any) -> int:
@@ -152,12 +153,13 @@ class RayPPOTrainer:
         return batch, metrics
 
     def _old_log_probs_from_update(self, batch: DataProto) -> bool:
-        """One PPO epoch over one mini-batch, and nothing reads the old log-probs before the update (KL
-        in the reward does): the actor takes them from its update's forward instead of a separate pass
-        (``verl.workers.actor``; it still runs the pass itself when dropout makes the forwards differ)."""
+        """Nothing reads the old log-probs before the update (KL in the reward does; no advantage
+        estimator does) and either one PPO epoch runs over one mini-batch (the actor takes them from its
+        update's forward) or zero-advantage samples are skipped (the actor computes them for the rows
+        that run only): the actor gets them itself (``verl.workers.actor``, ``verl.workers.zero_advantage``)."""
         actor = self.cfg.actor_rollout_ref.actor
-        return (actor.ppo_epochs == 1 and actor.ppo_mini_batch_size * self.group_n >= len(batch)
-                and not self.cfg.algorithm.use_kl_in_reward)
+        single_pass = actor.ppo_epochs == 1 and actor.ppo_mini_batch_size * self.group_n >= len(batch)
+        return not self.cfg.algorithm.use_kl_in_reward and (single_pass or skips_zero_advantage(actor))
 
     # ------------------------------------------------------------------------------------ rollout
     def _generate(self, prompts: DataProto) -> DataProto:
