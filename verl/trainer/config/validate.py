@@ -18,6 +18,7 @@ from agent_system.environments import env_family
 from agent_system.ocr.highlight import ENV_VAR as HIGHLIGHT_ENV_VAR
 from agent_system.ocr.highlight import parse_highlights
 from verl.trainer.config.schema import PPOTrainerConfig
+from verl.workers.zero_advantage import ZERO_AT_ZERO_ADVANTAGE
 from verl.utils import lora
 from verl.workers.rollout import vllm_problem
 from verl.workers.rollout.vllm_rollout import CPU_KV_CACHE_FIX
@@ -178,9 +179,14 @@ def inert_settings(cfg: DictConfig) -> list[str]:
     if cfg.trainer.device == "cpu":
         inert += [f"{key}=True (offload moves state from GPU to host memory; on CPU it already is there)"
                   for key in OFFLOAD_KEYS if _get(cfg, key)]
-    for key in ("actor_rollout_ref.model.use_remove_padding", "critic.model.use_remove_padding"):
-        if _get(cfg, key):
-            inert.append(f"{key}=True (the hf path trims left padding per micro-batch instead of packing)")
+    actor = cfg.actor_rollout_ref.actor
+    loss_terms = [term for term, on in (
+        (f"entropy_coeff={actor.entropy_coeff}", actor.entropy_coeff != 0), ("use_kl_loss=True", actor.use_kl_loss),
+        (f"policy_loss.loss_mode={actor.policy_loss.loss_mode}", actor.policy_loss.loss_mode not in ZERO_AT_ZERO_ADVANTAGE),
+    ) if on]
+    if actor.skip_zero_advantage and loss_terms:
+        inert.append(f"actor_rollout_ref.actor.skip_zero_advantage=True (with {', '.join(loss_terms)} a zero-advantage "
+                     f"sample still has a gradient, so every sample runs; set it to False to silence this)")
     if cfg.env.num_workers is not None and env_family(cfg.env.env_name) != "alfworld":
         inert.append(f"env.num_workers={cfg.env.num_workers} (only ALFWorld runs env worker processes; "
                      f"{cfg.env.env_name} envs live in the trainer process)")

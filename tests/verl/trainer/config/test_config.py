@@ -195,11 +195,15 @@ def test_cli_unknown_key_fails_fast():
 def test_settings_without_effect_are_listed_once_at_startup():
     cfg = trainer_config(["trainer.device=cpu", "actor_rollout_ref.actor.fsdp_config.optimizer_offload=True",
                           "actor_rollout_ref.ref.fsdp_config.param_offload=True",
-                          "actor_rollout_ref.model.use_remove_padding=True"])
+                          "actor_rollout_ref.model.use_remove_padding=True",  # packs: has an effect
+                          "actor_rollout_ref.actor.entropy_coeff=0.001"])  # zero-advantage rows have a gradient
     inert = inert_settings(cfg)
     assert [line.split("=")[0] for line in inert] == [
         "actor_rollout_ref.actor.fsdp_config.optimizer_offload", "actor_rollout_ref.ref.fsdp_config.param_offload",
-        "actor_rollout_ref.model.use_remove_padding"]
+        "actor_rollout_ref.actor.skip_zero_advantage"]
+    assert "entropy_coeff=0.001" in inert[-1]
+    assert inert_settings(trainer_config(["trainer.device=cpu", "actor_rollout_ref.actor.entropy_coeff=0.001",
+                                          "actor_rollout_ref.actor.skip_zero_advantage=False"])) == []
     with pytest.warns(UserWarning, match="no effect in this run") as record:
         warn_inert_settings(cfg)
     assert len(record) == 1 and all(line in str(record[0].message) for line in inert)
