@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     trainer.add_argument("--prompts_per_step", type=int, default=4)
     trainer.add_argument("--max_response_length", type=int, default=64)
     trainer.add_argument("--micro_batch", type=int, default=4)
+    trainer.add_argument("--remove_padding", action="store_true",
+                         help="our update packs sequences (use_remove_padding=True, as the reference scripts run)")
     env = parser.add_argument_group("env")
     env.add_argument("--alfworld_data", default=None, help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA or "
                      "~/.cache/alfworld when they hold it, else the bundled games unpacked into the cache)")

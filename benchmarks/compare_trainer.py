@@ -5,7 +5,8 @@ The work of one step (the issue's anchor): the embedded SmolLM2-135M-Instruct in
 one turn, sampling at temperature 1, learning rate 1e-6, one AdamW step over all samples in micro-batches
 of ``micro_batch``, no reference model. Every side reports tokens per second (prompt + response tokens,
 padding excluded, over wall seconds; the first step of every run is dropped as warm-up):
-- ``ours``: the real trainer (Ray, FSDP2, hf rollout) via ``trainer_step.run_rows`` with one rank;
+- ``ours``: the real trainer (Ray, FSDP2, hf rollout) via ``trainer_step.run_rows`` with one rank; its
+  update pads each micro-batch by default, packs its sequences with ``--remove_padding``;
 - ``trl``: ``trl_grpo.py`` in the separate ``.venv-bench`` (``bash benchmarks/setup_venv.sh``), same
   model, prompts, group, response length, learning rate and micro-batch;
 - ``raw_fwd_bwd``: plain PyTorch in this process — forward, cross-entropy backward and one AdamW step over
@@ -64,12 +65,17 @@ def echo_prompts(count: int) -> tuple[list[str], list[str]]:
     return observation["text"], [game.word for game in manager.games]
 
 
+def ours_overrides(args) -> list[str]:
+    """Our trainer's settings for the shared work; ``--remove_padding`` packs sequences in the update
+    (``use_remove_padding=True``, as the reference launch scripts run) instead of padding micro-batches."""
+    return [f"actor_rollout_ref.actor.optim.lr={LR}", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
+            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={args.micro_batch}",
+            f"actor_rollout_ref.model.use_remove_padding={args.remove_padding}"]
+
+
 def ours(args, work: Path, last: dict) -> dict[str, float]:
     rows = run_rows(args.model, 1, args.steps, args.group, args.prompts_per_step, work, turns=1,
-                    max_response_length=args.max_response_length,
-                    extra=[f"actor_rollout_ref.actor.optim.lr={LR}",
-                           f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
-                           f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={args.micro_batch}"])
+                    max_response_length=args.max_response_length, extra=ours_overrides(args))
     samples = [r["rollout/num_samples"] for r in rows]
     last["seq_len"] = statistics.mean(r["prompt_length/mean"] + r["response_length/mean"] for r in rows)
     return {
@@ -165,6 +171,7 @@ def run(args) -> dict:
     summary["setup"] = {"model": Path(model_dir).name, "dtype": "float32", "device": "cpu",
                         "prompts_per_step": args.prompts_per_step, "group": args.group,
                         "max_response_length": args.max_response_length, "lr": LR, "micro_batch": args.micro_batch,
+                        "use_remove_padding": args.remove_padding,
                         "steps_per_run": args.steps, "timed_steps_per_run": args.steps - 1,
                         "torch_threads": torch.get_num_threads()}
     return summary

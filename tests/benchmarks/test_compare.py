@@ -50,6 +50,14 @@ def test_quick_shrinks_the_runs_not_the_rounds_and_bad_arguments_are_rejected():
             parse_args(bad)
 
 
+def test_remove_padding_makes_our_update_pack_its_sequences():
+    from compare import parse_args
+    from compare_trainer import ours_overrides
+
+    assert "actor_rollout_ref.model.use_remove_padding=False" in ours_overrides(parse_args(["--quick"]))
+    assert "actor_rollout_ref.model.use_remove_padding=True" in ours_overrides(parse_args(["--remove_padding"]))
+
+
 def played_results(step, played: list[int]) -> list[tuple]:
     """(observation, reward, done, admissible commands) of the envs that took a command this step."""
     observations, rewards, dones, infos = step
