@@ -237,8 +237,9 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{'met' if t['share_target_met'] else 'not met'})."]
     lines += ["", "Per run (test success without skills; seconds; training steps without any skill in the prompt):", ""]
     lines += [f"- {r['method']} seed {r['seed']}: {r['test_no_skill'] * 100:.1f} %, {r['seconds']:.0f} s, "
-              f"{r['steps_without_skills']} of {len(r['train_success'])} steps without skills, "
-              f"static skills always on: {r['always_on']}" for r in result["runs"]]
+              f"{r['steps_without_skills']} of {len(r['train_success'])} steps without skills"
+              + (f", static skills always on: {r['always_on']}" if r["method"] == "static" else "")
+              for r in result["runs"]]
     return "\n".join(lines) + "\n"
 
 
