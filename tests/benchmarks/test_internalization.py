@@ -57,7 +57,8 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
     assert (tmp_path / "internalization.png").read_bytes().startswith(b"\x89PNG")
     summary = (tmp_path / "internalization.md").read_text()
     assert "| skill0 | 60.0 ± 14.1 |" in summary and "SKILL0 − GRPO, zero-skill test success: 50.0 points" in summary
-    assert "- skill0 seed 0: 50.0 %, 100 s, 2 of 4 steps without skills," in summary
+    assert "- skill0 seed 0: 50.0 %, 100 s, 2 of 4 steps without skills\n" in summary  # "always on" is static's
+    assert "- static seed 0: 10.0 %, 100 s, 0 of 4 steps without skills, static skills always on: True\n" in summary
 
 
 def test_a_run_without_its_final_test_is_an_error():
