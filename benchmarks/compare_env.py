@@ -31,7 +31,7 @@ import ray
 from omegaconf import OmegaConf
 
 from agent_system.environments.alfworld_manager import AlfworldEnvironmentManager, build_manager
-from agent_system.environments.env_package.alfworld import translation_cache
+from agent_system.environments.env_package.alfworld import parse_cache, translation_cache
 from agent_system.environments.env_package.alfworld.games import (
     DATA_VERSION,
     GameSpec,
@@ -110,11 +110,12 @@ class OneActorPerEnv(_SessionBatch):
 
 class InProcessEnvs(_SessionBatch):
     """Sessions in this process, stepped one after another (the ideal's single env). Every backend starts
-    with a cold translation cache, like the fresh worker processes of the other sides."""
+    with cold translation and parse caches, like the fresh worker processes of the other sides."""
 
     def __init__(self, num_envs: int, max_steps: int):
         super().__init__(num_envs, max_steps)
         translation_cache.clear()
+        parse_cache.clear()
         self._sessions = [GameSession(max_steps) for _ in range(num_envs)]
 
     def _call(self, method: str, args: dict[int, Any]) -> dict[int, StepResult]:

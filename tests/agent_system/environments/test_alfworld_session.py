@@ -89,24 +89,35 @@ def _play(session: GameSession, path: str, steps: int) -> list[tuple]:
     return trace
 
 
-def test_reused_translations_leave_no_state_between_episodes(monkeypatch, valid_seen_games):
-    """A game reset from the translation cache (again in the same session, or in another one) plays exactly
-    as one translated from scratch: the episode state lives in the rebuilt PddlState, not in the cache."""
+def test_reused_translations_and_parses_leave_no_state_between_episodes(monkeypatch, valid_seen_games):
+    """A game reset from the translation cache (again in the same session, or in another one) and rendered
+    with cached template parses plays exactly as with TextWorld's own code (both translations, plain and
+    optimised, and every parse done anew): the episode state lives in the rebuilt PddlState and in the
+    symbols' contexts, never in a cache."""
     import fast_downward
     import textworld.envs.pddl.logic as pddl_logic
+    import textworld.envs.pddl.textgen as textgen
+    from textworld.logic import Rule
 
-    from agent_system.environments.env_package.alfworld import translation_cache
+    from agent_system.environments.env_package.alfworld import parse_cache, translation_cache
 
     game, other = valid_seen_games[5].path, valid_seen_games[6].path
     first, second = GameSession(max_steps=50), GameSession(max_steps=50)
-    with monkeypatch.context() as patch:
-        patch.setattr(pddl_logic, "fast_downward", fast_downward)  # uncached: the reference trace
+    symbols = parse_cache.install()
+    with monkeypatch.context() as patch:  # uncached: the reference trace
+        patch.setattr(pddl_logic, "fast_downward", fast_downward)
+        patch.setattr(textgen, "_parse_and_convert", symbols.parse)
+        patch.setattr(Rule, "parse_conjunctive_query", staticmethod(Rule.parse_conjunctive_query.uncached))
         reference = _play(first, game, 6)
     translator = translation_cache.install()
-    assert translation_cache.install() is translator  # installed once per process
-    hits = translator.pddl2sas.cache_info().hits
+    assert translation_cache.install() is translator and parse_cache.install() is symbols  # once per process
+    translation_cache.clear()
+    parse_cache.clear()
     assert _play(first, game, 6) == reference  # first translation of the game in this process's cache...
+    assert translator.translations.cache_info().misses == 1  # one translation for a new game (TextWorld: four)
     _play(first, other, 3)
     assert _play(first, game, 6) == reference  # ...then reused after another game and after a played episode
     assert _play(second, game, 6) == reference  # ...and by another session of the process
-    assert translator.pddl2sas.cache_info().hits >= hits + 8
+    assert translator.translations.cache_info().misses == 2
+    assert symbols.cache_info().hits > symbols.cache_info().misses > 0
+    assert Rule.parse_conjunctive_query.cache_info().hits > 0

@@ -6,7 +6,8 @@ does for its text games. The game's PDDL domain and TextWorld grammar come from 
 released games embed both; the grammar carries the goal sentence). A game file without them gets the
 copies shipped in the alfworld wheel (``alfworld/data/alfred.pddl`` and ``alfred.twl2``), with the
 goal sentence filled in from the trial's ``traj_data.json`` with ALFWorld's goal templates. The PDDL
-translations of a game are reused across resets (:mod:`.translation_cache`).
+translations of a game are reused across resets (:mod:`.translation_cache`), and the text grammar's
+template parses across steps (:mod:`.parse_cache`).
 
 Episode rules (SPEC §3): the episode ends when the game is won or after ``max_steps`` steps; the
 step that wins pays :data:`WIN_REWARD`, every other step pays 0. A command that is not admissible
@@ -25,7 +26,7 @@ from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
 from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH
 from textworld.envs.pddl import PddlEnv
 
-from agent_system.environments.env_package.alfworld import translation_cache
+from agent_system.environments.env_package.alfworld import parse_cache, translation_cache
 from agent_system.environments.env_package.alfworld.games import load_game_json
 
 WIN_REWARD = 10.0
@@ -89,6 +90,7 @@ class GameSession:
             raise ValueError(f"env.max_steps={max_steps} must be >= 1")
         self.max_steps = max_steps
         translation_cache.install()
+        parse_cache.install()
         infos = textworld.EnvInfos(won=True, admissible_commands=True)
         self._env = AlfredDemangler(shuffle=False)(PddlEnv(infos))
         self._steps = 0
