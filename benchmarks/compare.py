@@ -35,7 +35,7 @@ from verl.utils.ray_utils import init_ray
 SECTIONS = ("trainer", "env", "retrieval")
 # (full run, --quick) sizes; everything else is the same in both.
 SIZES = {
-    "steps": (4, 2), "episodes": (2, 1), "episode_steps": (50, 20), "ideal_episodes": (3, 2),
+    "steps": (4, 2), "episodes": (2, 1), "episode_steps": (50, 20),
     "single_queries": (400, 160), "batched_queries": (2048, 1024),
 }
 
@@ -60,9 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "~/.cache/alfworld when they hold it, else the bundled games unpacked into the cache)")
     env.add_argument("--split", default="valid_seen")
     env.add_argument("--num_envs", type=int, default=16)
+    env.add_argument("--num_workers", type=int, default=None,
+                     help="our env worker processes (env.num_workers; default: the trainer's, one per core reserved)")
     env.add_argument("--episodes", type=int, default=None, help="timed rounds of num_envs episodes per side")
     env.add_argument("--episode_steps", type=int, default=None, help="steps per episode (env.max_steps)")
-    env.add_argument("--ideal_episodes", type=int, default=None, help="timed episodes of the single in-process env")
     retrieval = parser.add_argument_group("retrieval")
     retrieval.add_argument("--corpus_path", default=str(shared_data_dir() / "search" / "corpus.jsonl"))
     retrieval.add_argument("--corpus_limit", type=int, default=None, help="index only the first N passages")
@@ -80,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown or not args.sections:
         parser.error(f"--only {args.only!r}: choose from {', '.join(SECTIONS)}")
-    if args.reps < 1 or args.steps < 2 or min(args.episodes, args.episode_steps, args.ideal_episodes) < 1:
-        parser.error("--reps, --episodes, --episode_steps and --ideal_episodes must be >= 1 and --steps >= 2 "
+    if args.reps < 1 or args.steps < 2 or min(args.episodes, args.episode_steps) < 1:
+        parser.error("--reps, --episodes and --episode_steps must be >= 1 and --steps >= 2 "
                      "(the first step of a run is warm-up)")
     if args.clients < 1 or args.batch_size < 1 or args.single_queries < args.clients:
         parser.error("--clients and --batch_size must be >= 1 and --single_queries >= --clients")

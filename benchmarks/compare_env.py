@@ -8,8 +8,10 @@ manager (``AlfworldEnvironmentManager``: projection, memory, prompts), ``episode
 - ``one_actor_per_env``: :class:`OneActorPerEnv`, the reference's design on our game code — every env a
   Ray actor running a :class:`GameSession` with ``num_cpus`` 0.1, one ``ray.get`` over the actors per
   reset and per step;
-- ``ideal``: one env in this process (:class:`InProcessEnvs`: no Ray, no inter-process traffic) times
-  the CPU count — what the cores could do if parallelism were free.
+- ``ideal``: one env in this process (:class:`InProcessEnvs`: no Ray, no inter-process traffic) playing
+  the same games one after another, times the CPU count — what the cores could do if parallelism were
+  free.
+Every side plays the same timed games (:func:`timed_games`; a game's steps can cost twice another's).
 Each backend is built fresh every round and warmed up by one untimed reset + step (worker start-up is
 not timed: workers live for the whole training run). ``rss_mb_per_env`` (and ``pss_mb_per_env``) is the
 memory of the processes a backend runs on (see :func:`backend_processes`) over ``num_envs``.
@@ -21,7 +23,6 @@ say how much work each design spends per step.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from typing import Any
@@ -165,17 +166,28 @@ def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
     return seconds
 
 
+def timed_games(num_envs: int, episodes: int, games: int, seed: int) -> tuple[list[int], list[int]]:
+    """(warm-up game indices, timed game indices): every side plays the same ``num_envs x episodes`` timed
+    games (the in-process ideal one after another), after a warm-up on other games. Per-step cost differs
+    between games by up to 2x, so the sides must not be compared on different ones."""
+    timed = [(seed * 1000 + k) % games for k in range(num_envs * episodes)]
+    warm_up = [(seed * 1000 - 1 - k) % games for k in range(num_envs)]
+    return warm_up, timed
+
+
 def measure(make_manager, num_envs: int, episodes: int, episode_steps: int, games: int, seed: int,
-            prefix: str, memory: bool) -> dict[str, float]:
+            prefix: str, memory: bool, timed_envs: int | None = None) -> dict[str, float]:
+    """Play the timed games of ``timed_envs`` (default ``num_envs``) envs x ``episodes`` rounds on a
+    backend of ``num_envs`` envs (the ideal: 1 env, 16 x episodes rounds)."""
     manager = make_manager(num_envs)
     try:
         player = Player(manager, "random", seed)
-        seeds = (s % games for s in itertools.count(seed * 1000))
-        play_episodes(player, seeds, num_envs, 1, 1)  # warm-up: every worker has loaded a game
+        warm_up, timed = timed_games(timed_envs or num_envs, episodes, games, seed)
+        play_episodes(player, iter(warm_up[:num_envs]), num_envs, 1, 1)  # every worker has loaded a game
         processes = [psutil.Process(), *backend_processes()]
         cpu_before = cpu_seconds(processes)
         started = time.perf_counter()
-        steps, _, _ = play_episodes(player, seeds, num_envs, episodes, episode_steps)
+        steps, _, _ = play_episodes(player, iter(timed), num_envs, len(timed) // num_envs, episode_steps)
         values = {f"{prefix}steps_per_s": steps / (time.perf_counter() - started)}
         cpu_after = cpu_seconds(processes)
         cpu = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
@@ -189,14 +201,16 @@ def measure(make_manager, num_envs: int, episodes: int, episode_steps: int, game
 
 
 def run(args) -> dict:
-    """The env section: ``args`` carries alfworld_data, split, num_envs, episodes, episode_steps,
-    ideal_episodes, reps, seed."""
+    """The env section: ``args`` carries alfworld_data, split, num_envs, num_workers, episodes, episode_steps,
+    reps, seed."""
     root = data_root(args.alfworld_data)
     if not (root / DATA_VERSION).is_dir():  # no ALFWorld download here: the games bundled with the tests
         root = unpack_shared_data()
     games = list_games(root, args.split)
     env_cfg = OmegaConf.load(TRAINER_CONFIG).env  # ours runs with the trainer's default env settings
     env_cfg.max_steps = args.episode_steps
+    if args.num_workers is not None:
+        env_cfg.num_workers = args.num_workers
     cpus = os.cpu_count() or 1
 
     def ours(n: int) -> AlfworldEnvironmentManager:
@@ -209,7 +223,8 @@ def run(args) -> dict:
         return AlfworldEnvironmentManager(InProcessEnvs(n, args.episode_steps), games, env_cfg.history_length)
 
     def ideal() -> dict[str, float]:
-        single = measure(in_process, 1, args.ideal_episodes, args.episode_steps, len(games), args.seed, "", False)
+        single = measure(in_process, 1, args.episodes, args.episode_steps, len(games), args.seed, "", False,
+                         timed_envs=args.num_envs)
         return {"single_env_steps_per_s": single["steps_per_s"], "ideal_steps_per_s": cpus * single["steps_per_s"],
                 "single_env_cpu_ms_per_step": single["cpu_ms_per_step"]}
 
@@ -222,7 +237,7 @@ def run(args) -> dict:
     add_ratios(rounds, RATIOS)
     summary = summarize(rounds, digits=2)
     summary["targets"] = check_targets(summary, TARGETS)
-    summary["setup"] = {"num_envs": args.num_envs, "episodes": args.episodes, "episode_steps": args.episode_steps,
-                        "ideal_episodes": args.ideal_episodes, "split": args.split, "games": len(games),
+    summary["setup"] = {"num_envs": args.num_envs, "num_workers": env_cfg.num_workers, "episodes": args.episodes,
+                        "episode_steps": args.episode_steps, "split": args.split, "games": len(games),
                         "cpus": cpus, "policy": "random admissible command"}
     return summary

@@ -58,6 +58,15 @@ def test_remove_padding_makes_our_update_pack_its_sequences():
     assert "actor_rollout_ref.model.use_remove_padding=True" in ours_overrides(parse_args(["--remove_padding"]))
 
 
+def test_every_env_side_times_the_same_games_after_a_warm_up_on_others():
+    from compare_env import timed_games
+
+    warm_up, timed = timed_games(16, 2, games=140, seed=1)
+    assert timed == [(1000 + k) % 140 for k in range(32)] and len(warm_up) == 16
+    assert not set(warm_up) & set(timed[:16])  # the warm-up does not pre-load the first timed round's games
+    assert timed_games(16, 2, 140, 1) == (warm_up, timed)  # the ideal (1 env) gets the same list
+
+
 def played_results(step, played: list[int]) -> list[tuple]:
     """(observation, reward, done, admissible commands) of the envs that took a command this step."""
     observations, rewards, dones, infos = step
