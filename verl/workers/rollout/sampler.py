@@ -63,7 +63,7 @@ def sample(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torc
     batch = input_ids.shape[0]
     cache_kwarg = _cache_kwarg(model)
     warpers = sampling.warpers()
-    eos = torch.tensor(eos_token_ids, device=input_ids.device)
+    eos = torch.tensor(eos_token_ids, dtype=torch.long, device=input_ids.device)
     temperature = 1.0 if sampling.greedy else (sampling.temperature or 1.0)
     position_ids = attention_mask.long().cumsum(-1) - 1
     position_ids.masked_fill_(attention_mask == 0, 1)
