@@ -5,18 +5,20 @@ stop at different lengths), so each rank keeps a plain copy of the policy for sa
 actor's weights after every update as a stream of full tensors (:mod:`verl.workers.weight_sync`), the way a
 vLLM engine would.
 
-Text prompts are decoded by :func:`verl.workers.rollout.sampler.sample`, which samples as ``generate`` does
-but drops each row from the batch once it ends (1.5–1.8× more decoding steps per second than ``generate``
-on the echo benchmark's 16 × ≤ 64 tokens, SmolLM2 on 2 CPU cores). Samples come from the policy being
-trained: softmax(logits / temperature), truncated only by the configured top_p / top_k. ``from_pretrained`` attaches the checkpoint's ``generation_config.json``
-(Qwen2.5-Instruct ships ``repetition_penalty: 1.05``, others ``top_k`` or ``no_repeat_ngram_size``) and
-``generate`` applies every field of it that the call does not override, so the engine replaces it with
-an empty ``GenerationConfig``: PPO's importance ratios assume the samples are on-policy.
+A text policy decodes with :func:`verl.workers.rollout.sampler.sample`, which samples as ``generate``
+does but drops each row from the batch once it ends (1.5–1.8× more decoding steps per second than
+``generate`` on the echo benchmark's 16 × ≤ 64 tokens, SmolLM2 on 2 CPU cores). Samples come from the
+policy being trained: softmax(logits / temperature), truncated only by the configured top_p / top_k.
+``from_pretrained`` attaches the checkpoint's ``generation_config.json`` (Qwen2.5-Instruct ships
+``repetition_penalty: 1.05``, others ``top_k`` or ``no_repeat_ngram_size``) and ``generate`` applies every
+field of it that the call does not override, so the engine replaces it with an empty
+``GenerationConfig``: PPO's importance ratios assume the samples are on-policy.
 
 Prompts with a history image (visual mode) carry it in ``non_tensor_batch["images"]``; the engine turns
-each micro-batch's images into ``pixel_values`` / ``image_grid_thw`` (:mod:`verl.utils.vision`) and
-decodes them with ``generate``, which computes the multimodal RoPE ids itself. With ``meta_info["return_log_probs"]`` the engine
-also returns ``rollout_log_probs`` (B, T), the log-probability of each sampled token as generated
+each micro-batch's images into ``pixel_values`` / ``image_grid_thw`` (:mod:`verl.utils.vision`), and a
+vision-language policy decodes with ``generate``, which computes the multimodal RoPE ids itself. With
+``meta_info["return_log_probs"]`` the engine also returns ``rollout_log_probs`` (B, T), the
+log-probability of each sampled token as generated
 (the trainer's recomputation must match it; used by the parity tests).
 """
 
@@ -87,8 +89,8 @@ class HFRollout(RolloutEngine):
             inputs = trim_left_padding(micro.batch, self.device, keys=("input_ids", "attention_mask"))
             ids, attn = inputs["input_ids"], inputs["attention_mask"]
             kwargs_mm = multimodal_inputs(self.vision, micro.non_tensor_batch.get("images"), ids)
-            if kwargs_mm:
-                out, lp = self._generate_multimodal(ids, attn, kwargs_mm, sampling, want_logp)
+            if self.vision is not None:  # a vision-language policy: its RoPE ids are generate's to build
+                out, lp = self._generate_with_vision(ids, attn, kwargs_mm, sampling, want_logp)
             else:
                 out, lp = sample(self.model, ids, attn, self.response_length, self.eos_token_ids, sampling, want_logp)
             rows += [row.cpu() for row in out]
@@ -102,10 +104,10 @@ class HFRollout(RolloutEngine):
             packed["rollout_log_probs"] *= packed["response_mask"]
         return DataProto.from_dict(packed)
 
-    def _generate_multimodal(self, ids: torch.Tensor, attn: torch.Tensor, kwargs_mm: dict, sampling: Sampling,
+    def _generate_with_vision(self, ids: torch.Tensor, attn: torch.Tensor, kwargs_mm: dict, sampling: Sampling,
                              want_logp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Prompts with images go through ``generate``, which builds the multimodal RoPE ids for every
-        step itself (finished rows stay in the batch, padded)."""
+        """A vision-language policy decodes with ``generate``, which builds the multimodal RoPE ids for
+        every step itself (finished rows stay in the batch, padded)."""
         kwargs = ({"do_sample": False, "temperature": None, "top_p": None, "top_k": None} if sampling.greedy else
                   {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
                    "top_k": sampling.top_k})
