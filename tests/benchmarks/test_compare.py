@@ -45,6 +45,7 @@ def test_quick_shrinks_the_runs_not_the_rounds_and_bad_arguments_are_rejected():
     for key, (full_size, quick_size) in SIZES.items():
         assert getattr(full, key) == full_size and getattr(quick, key) == quick_size <= full_size
     assert parse_args(["--quick", "--episode_steps", "7", "--only", "retrieval"]).episode_steps == 7
+    assert parse_args([]).num_workers is None and parse_args(["--num_workers", "3"]).num_workers == 3
     for bad in (["--only", "trainer,gpu"], ["--steps", "1"], ["--reps", "0"], ["--single_queries", "4"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
