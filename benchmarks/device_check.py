@@ -42,6 +42,7 @@ from verl.utils.ray_utils import init_ray
 from verl.utils.tiny_model import build_tiny_model
 from verl.workers.actor import layout_mini_batches
 from verl.workers.fsdp_workers import ActorRolloutRefWorker
+from verl.workers.rollout.base import pack_responses
 
 H200_BF16_DENSE_FLOPS = 989e12  # NVIDIA H200 SXM datasheet, dense bf16 tensor-core peak
 GIB = 2**30
@@ -82,7 +83,9 @@ class DeviceProbe(ActorRolloutRefWorker):
         with torch.no_grad():
             seconds, out = _timed(self.device, lambda: self.rollout.model.generate(
                 input_ids=ids, attention_mask=mask, **kwargs))
-        return seconds, int(self.rollout._pack([out[:, ids.shape[1]:].cpu()], len(ids))["response_mask"].sum())
+        packed = pack_responses(list(out[:, ids.shape[1]:].cpu()), self.cfg.data.max_response_length,
+                                self.rollout.pad_token_id, self.rollout.eos_token_ids)
+        return seconds, int(packed["response_mask"].sum())
 
     def memory(self) -> dict[str, int]:
         peaks = peak_memory(self.device)
