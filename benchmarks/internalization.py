@@ -2,7 +2,8 @@
 
     python benchmarks/internalization.py [--quick] [--seeds 0 1 2] [--out DIR] [hydra overrides ...]
 
-Trains the embedded SmolLM2-135M-Instruct through the real command line (``python -m
+Trains the embedded SmolLM2-135M-Instruct (or the model of an ``actor_rollout_ref.model.path=`` override)
+through the real command line (``python -m
 verl.trainer.main_ppo --config-name machines_laptop``) once per method and seed, with the same steps,
 batch, learning rate and tasks; the methods differ only in ``env.curriculum_learning.max_set_schedule``:
 
@@ -37,6 +38,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from agent_system.environments.env_package.machines.tasks import main as write_task_slots
+from verl.trainer.config import compose_config
 from verl.utils.fs import REPO_ROOT, write_bytes_atomic, write_text_atomic
 
 PRESET = "machines_laptop"
@@ -175,7 +177,7 @@ def targets(methods: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def plot(methods: dict[str, Any]) -> bytes:
+def plot(methods: dict[str, Any], model: str) -> bytes:
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot(1, 1, 1)
     for method, data in methods.items():
@@ -198,7 +200,7 @@ def plot(methods: dict[str, Any]) -> bytes:
         budget.set_ylim(-0.1, ALL_FILES + 0.5)
         budget.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("Zero-skill success on the machines environment (SmolLM2-135M)")
+    ax.set_title(f"Zero-skill success on the machines environment ({Path(model).name})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return buffer.getvalue()
@@ -268,15 +270,20 @@ def main() -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
 
 
+def model_of(overrides: list[str]) -> str:
+    """The policy the runs train: ``actor_rollout_ref.model.path`` of the preset composed with ``overrides``."""
+    return str(compose_config(overrides, config_name=PRESET).actor_rollout_ref.model.path)
+
+
 def write_results(out: Path, runs: list[dict[str, Any]], seeds: list[int], overrides: list[str],
                   seconds: float) -> dict[str, Any]:
     """Aggregate ``runs`` and write internalization.{json,png,md} to ``out``; returns the JSON object."""
     methods = aggregate(runs)
-    result = {"benchmark": "internalization", "preset": PRESET, "model": "smollm2-135m-instruct",
+    result = {"benchmark": "internalization", "preset": PRESET, "model": model_of(overrides),
               "seeds": seeds, "overrides": overrides, "total_seconds": round(seconds, 1),
               "methods": methods, "targets": targets(methods), "runs": runs}
     write_text_atomic(out / "internalization.json", json.dumps(result, indent=1) + "\n")
-    write_bytes_atomic(out / "internalization.png", plot(methods))
+    write_bytes_atomic(out / "internalization.png", plot(methods, result["model"]))
     write_text_atomic(out / "internalization.md", markdown(result))
     return result
 

@@ -54,11 +54,18 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
     assert targets["skill0_zero_skill_share_of_static_with_skill"] == 0.8 and targets["share_target_met"]
 
     assert json.loads((tmp_path / "internalization.json").read_text())["methods"] == result["methods"]
+    assert result["model"] == "smollm2-135m-instruct"
     assert (tmp_path / "internalization.png").read_bytes().startswith(b"\x89PNG")
     summary = (tmp_path / "internalization.md").read_text()
     assert "| skill0 | 60.0 ± 14.1 |" in summary and "SKILL0 − GRPO, zero-skill test success: 50.0 points" in summary
     assert "- skill0 seed 0: 50.0 %, 100 s, 2 of 4 steps without skills\n" in summary  # "always on" is static's
     assert "- static seed 0: 10.0 %, 100 s, 0 of 4 steps without skills, static skills always on: True\n" in summary
+
+
+def test_the_results_name_the_model_the_runs_trained():
+    assert bench.model_of([]) == "smollm2-135m-instruct"
+    assert bench.model_of(["actor_rollout_ref.model.path=/models/qwen2.5-0.5b", "trainer.test_freq=4"]) == (
+        "/models/qwen2.5-0.5b")
 
 
 def test_a_run_without_its_final_test_is_an_error():
