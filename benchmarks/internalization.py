@@ -214,7 +214,8 @@ def markdown(result: dict[str, Any]) -> str:
     methods, lines = result["methods"], []
     lines += ["# Skill internalization on the machines environment", "",
               f"Model {result['model']}, seeds {result['seeds']}, overrides {result['overrides'] or 'none'}; "
-              f"{result['total_seconds'] / 60:.1f} min in all.", "",
+              f"{sum(run['seconds'] for run in result['runs']) / 60:.1f} min of runs "
+              f"({result['total_seconds'] / 60:.1f} min in this invocation; `--resume` reuses finished runs).", "",
               "| method | test success, no skills | test success, all skills merged | last validation: without / "
               "with skills | context tokens per step (train mean, last step) | s per step |",
               "|---|---|---|---|---|---|"]

@@ -43,7 +43,7 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
     assert runs[0]["last_step_context_tokens"] == 60.0 and runs[4]["always_on"]
     assert [r["steps_without_skills"] for r in runs[::2]] == [2, 4, 0]  # skill0's steps 3-4, grpo's all, static's none
 
-    result = bench.write_results(tmp_path, runs, [0, 1], [], 600.0)
+    result = bench.write_results(tmp_path, runs, [0, 1], [], 900.0)
     skill0 = result["methods"]["skill0"]
     assert skill0["steps"] == [0, 2, 4] and skill0["budget"] == [5, 3, 0]
     assert skill0["test_no_skill"] == {"mean": 0.6, "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
@@ -57,6 +57,7 @@ def test_runs_aggregate_into_mean_and_std_per_method_and_the_targets(tmp_path):
     assert result["model"] == "smollm2-135m-instruct"
     assert (tmp_path / "internalization.png").read_bytes().startswith(b"\x89PNG")
     summary = (tmp_path / "internalization.md").read_text()
+    assert "10.0 min of runs (15.0 min in this invocation" in summary  # six runs of 100 s
     assert "| skill0 | 60.0 ± 14.1 |" in summary and "SKILL0 − GRPO, zero-skill test success: 50.0 points" in summary
     assert "- skill0 seed 0: 50.0 %, 100 s, 2 of 4 steps without skills\n" in summary  # "always on" is static's
     assert "- static seed 0: 10.0 %, 100 s, 0 of 4 steps without skills, static skills always on: True\n" in summary
