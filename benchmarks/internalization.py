@@ -3,9 +3,9 @@
     python benchmarks/internalization.py [--quick] [--seeds 0 1 2] [--out DIR] [hydra overrides ...]
 
 Trains the embedded SmolLM2-135M-Instruct (or the model of an ``actor_rollout_ref.model.path=`` override)
-through the real command line (``python -m
-verl.trainer.main_ppo --config-name machines_laptop``) once per method and seed, with the same steps,
-batch, learning rate and tasks; the methods differ only in ``env.curriculum_learning.max_set_schedule``:
+through the real command line (``python -m verl.trainer.main_ppo --config-name machines_laptop``) once per
+method and seed, with the same steps, batch, learning rate and tasks; the methods differ only in
+``env.curriculum_learning.max_set_schedule``:
 
 * ``skill0``: the SKILL0 curriculum of the preset (skills in the prompt, withdrawn to 0);
 * ``grpo``: budget ``[0]``, GRPO with no skills (the validation before training still measures the

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from benchmarks import internalization as bench
-from verl.trainer.config import CONFIG_DIR
-from verl.trainer.config.schema import register_schema
+from verl.trainer.config import compose_config
 from verl.trainer.config.validate import config_problems
 
 
@@ -78,12 +76,10 @@ def test_a_run_without_its_final_test_is_an_error():
 def test_every_method_runs_the_preset_with_only_its_schedule_changed(method, schedule):
     """What the CLI composes for one run: the shared preset and tasks; a user schedule reaches skill0 only."""
     slots = {split: Path(f"/slots/{split}.parquet") for split in ("train", "val", "test")}
-    register_schema()
     for user, expected in (([], schedule), (["env.curriculum_learning.max_set_schedule=[5,0]"],
                                             [5, 0] if method == "skill0" else schedule)):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name=bench.PRESET,
-                          overrides=bench.cli_overrides(method, 3, slots, Path("/runs/x"), ["trainer.test_freq=4", *user]))
+        cfg = compose_config(bench.cli_overrides(method, 3, slots, Path("/runs/x"), ["trainer.test_freq=4", *user]),
+                             config_name=bench.PRESET)
         assert list(cfg.env.curriculum_learning.max_set_schedule) == expected
         assert (cfg.env.env_name, cfg.trainer.seed, cfg.trainer.test_freq, cfg.data.val_files) == (
             "machines", 3, 4, "/slots/val.parquet")
